@@ -1,0 +1,316 @@
+"""The broker's tables. One Alembic history (broker/db/migrations) creates them on SQLite and PostgreSQL.
+
+Personal data lives only in the demo register tables (the authorities' data), in pending
+adapter tasks (erased when the task ends) and in delivered evidence (purged after the
+retention period). Exchanges and log entries carry subjects only as keyed pseudonyms.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# BIGINT on PostgreSQL, but INTEGER on SQLite so that it stays the rowid alias (autoincrement).
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON}
+
+
+# --- registry -------------------------------------------------------------------------------
+
+
+class EvidenceType(Base):
+    __tablename__ = "evidence_types"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    namespace: Mapped[str] = mapped_column(String(300))
+    root_element: Mapped[str] = mapped_column(String(100))
+    # eIDAS level of assurance an OOTS request must at least carry: low | substantial | high.
+    assurance_level: Mapped[str] = mapped_column(String(20))
+    # OOTS evidence type classifications (and DataServiceEvidenceType ids) that mean this type.
+    oots_classifications: Mapped[list[str]] = mapped_column(default=list)
+    preview_required: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Authority(Base):
+    __tablename__ = "authorities"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    name: Mapped[str] = mapped_column(String(300))
+    # The Regionalschlüssel (or prefix of it) of the area the authority is responsible for.
+    ars: Mapped[str] = mapped_column(String(12))
+    register: Mapped[str] = mapped_column(String(50))  # melderegister | standesamt | gewerberegister
+    binding: Mapped[str] = mapped_column(String(20), default="in_process")  # in_process | http_push | pull
+    endpoint_url: Mapped[str | None] = mapped_column(String(500))
+    timeout_seconds: Mapped[float] = mapped_column(default=5.0)
+    # PEM public key the authority signs its answers with (push and pull bindings).
+    public_key_pem: Mapped[str | None] = mapped_column(Text)
+
+
+class Route(Base):
+    __tablename__ = "routes"
+    __table_args__ = (UniqueConstraint("evidence_type_id", "ars_prefix"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    evidence_type_id: Mapped[str] = mapped_column(ForeignKey("evidence_types.id", ondelete="CASCADE"))
+    ars_prefix: Mapped[str] = mapped_column(String(12))
+    authority_id: Mapped[str] = mapped_column(ForeignKey("authorities.id", ondelete="CASCADE"), index=True)
+
+
+# --- clients --------------------------------------------------------------------------------
+
+
+class Client(Base):
+    __tablename__ = "clients"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    role: Mapped[str] = mapped_column(String(20))  # requester | adapter | auditor | admin
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # OOTS agent identifier "scheme:id" (requesters), or the authority an adapter client speaks for.
+    agent_id: Mapped[str | None] = mapped_column(String(200))
+    authority_id: Mapped[str | None] = mapped_column(ForeignKey("authorities.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ClientPermission(Base):
+    __tablename__ = "client_permissions"
+    __table_args__ = (UniqueConstraint("client_id", "evidence_type_id", "purpose"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), index=True)
+    evidence_type_id: Mapped[str] = mapped_column(String(200))
+    purpose: Mapped[str | None] = mapped_column(String(300))  # None: any purpose
+
+
+# --- exchanges ------------------------------------------------------------------------------
+
+
+class Exchange(Base):
+    __tablename__ = "exchanges"
+    __table_args__ = (UniqueConstraint("requester_id", "idempotency_key"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    requester_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(10), default="v1")  # v1 | oots
+    # The caller's own reference, e.g. the OOTS QueryRequest id.
+    external_ref: Mapped[str | None] = mapped_column(String(200))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    request_digest: Mapped[str] = mapped_column(String(64))
+    evidence_type_id: Mapped[str] = mapped_column(String(200))
+    jurisdiction: Mapped[str | None] = mapped_column(String(12))
+    authority_id: Mapped[str | None] = mapped_column(String(100))
+    purpose: Mapped[str] = mapped_column(String(300))
+    legal_basis: Mapped[str | None] = mapped_column(String(300))
+    consent_id: Mapped[str | None] = mapped_column(String(36))
+    explicit_request: Mapped[bool] = mapped_column(Boolean, default=False)
+    preview: Mapped[bool] = mapped_column(Boolean, default=False)
+    subject_pseudonym: Mapped[str] = mapped_column(String(100), index=True)
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    # Stable reason code and HTTP status of a rejected or failed exchange.
+    reason: Mapped[str | None] = mapped_column(String(100))
+    reason_detail: Mapped[str | None] = mapped_column(Text)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    callback_url: Mapped[str | None] = mapped_column(String(500))
+    evidence: Mapped[bytes | None] = mapped_column(LargeBinary)
+    evidence_digest: Mapped[str | None] = mapped_column(String(64))
+    # Log sequence number of the entry that records delivery, for the receipt.
+    delivery_log_seq: Mapped[int | None] = mapped_column(BigId)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AdapterTask(Base):
+    """Work for a remote authority. The payload (with the subject) is erased once the task ends."""
+
+    __tablename__ = "adapter_tasks"
+    __table_args__ = (Index("ix_adapter_tasks_authority_state", "authority_id", "state"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    exchange_id: Mapped[str] = mapped_column(ForeignKey("exchanges.id", ondelete="CASCADE"), index=True)
+    authority_id: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(20))  # pending | leased | done | failed
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    result_digest: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Consent(Base):
+    __tablename__ = "consents"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    subject_pseudonym: Mapped[str] = mapped_column(String(100), index=True)
+    requester_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    evidence_types: Mapped[list[str]] = mapped_column(JSON)
+    purpose: Mapped[str] = mapped_column(String(300))
+    valid_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    valid_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    max_uses: Mapped[int | None] = mapped_column(Integer)
+    uses: Mapped[int] = mapped_column(Integer, default=0)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Preview(Base):
+    """A single-use, expiring page where the citizen approves or declines evidence before release."""
+
+    __tablename__ = "previews"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    exchange_id: Mapped[str] = mapped_column(ForeignKey("exchanges.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(20))  # pending | approved | declined | expired
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# --- provenance log -------------------------------------------------------------------------
+
+
+class LogEntry(Base):
+    """An entry is queued (log_index NULL) in the transaction of the step it records.
+
+    The integrator later assigns dense indices in queue order; ``seq`` may have gaps, ``log_index`` never.
+    """
+
+    __tablename__ = "log_entries"
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    log_index: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    body: Mapped[bytes] = mapped_column(LargeBinary)  # canonical JSON (RFC 8785)
+    leaf_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    event: Mapped[str] = mapped_column(String(40))
+    exchange_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    requester: Mapped[str | None] = mapped_column(String(200), index=True)
+    authority: Mapped[str | None] = mapped_column(String(100), index=True)
+    evidence_type: Mapped[str | None] = mapped_column(String(200))
+    subject_pseudonym: Mapped[str | None] = mapped_column(String(100), index=True)
+
+
+class MerkleNode(Base):
+    """Hash of a perfect subtree: level 0 are leaf hashes; (level, index) covers 2**level leaves."""
+
+    __tablename__ = "merkle_nodes"
+
+    level: Mapped[int] = mapped_column(Integer, primary_key=True)
+    index: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    hash: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Checkpoint(Base):
+    __tablename__ = "checkpoints"
+
+    tree_size: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    root_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    note: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# --- demo register data (read by the reference adapters) ----------------------------------
+
+
+class Resident(Base):
+    """A Melderegister entry."""
+
+    __tablename__ = "residents"
+    __table_args__ = (
+        Index("ix_residents_match", "register_id", "family_name_key", "birth_date"),
+        Index("ix_residents_idnr", "register_id", "idnr"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    register_id: Mapped[str] = mapped_column(String(100))
+    idnr: Mapped[str | None] = mapped_column(String(11))
+    family_name: Mapped[str] = mapped_column(String(200))
+    given_name: Mapped[str] = mapped_column(String(200))
+    # Casefolded, accent-stripped forms used for matching.
+    family_name_key: Mapped[str] = mapped_column(String(200))
+    given_name_key: Mapped[str] = mapped_column(String(200))
+    birth_name: Mapped[str | None] = mapped_column(String(200))
+    birth_date: Mapped[date] = mapped_column(Date)
+    birth_place: Mapped[str] = mapped_column(String(200))
+    street: Mapped[str] = mapped_column(String(200))
+    house_number: Mapped[str] = mapped_column(String(20))
+    postal_code: Mapped[str] = mapped_column(String(5))
+    municipality: Mapped[str] = mapped_column(String(200))
+    municipality_ars: Mapped[str] = mapped_column(String(12))
+    moved_in: Mapped[date] = mapped_column(Date)
+
+
+class BirthRecord(Base):
+    """A Geburtenregister entry of a Standesamt."""
+
+    __tablename__ = "birth_records"
+    __table_args__ = (Index("ix_birth_records_match", "register_id", "family_name_key", "birth_date"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    register_id: Mapped[str] = mapped_column(String(100))
+    entry_number: Mapped[str] = mapped_column(String(50))
+    idnr: Mapped[str | None] = mapped_column(String(11), index=True)
+    family_name: Mapped[str] = mapped_column(String(200))
+    given_name: Mapped[str] = mapped_column(String(200))
+    family_name_key: Mapped[str] = mapped_column(String(200))
+    given_name_key: Mapped[str] = mapped_column(String(200))
+    sex: Mapped[str] = mapped_column(String(1))
+    birth_date: Mapped[date] = mapped_column(Date)
+    birth_place: Mapped[str] = mapped_column(String(200))
+    mother_name: Mapped[str] = mapped_column(String(300))
+    father_name: Mapped[str | None] = mapped_column(String(300))
+
+
+class BusinessRegistration(Base):
+    """A Gewerberegister entry (Gewerbeanmeldung)."""
+
+    __tablename__ = "business_registrations"
+    __table_args__ = (Index("ix_business_match", "register_id", "family_name_key", "birth_date"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    register_id: Mapped[str] = mapped_column(String(100))
+    registration_number: Mapped[str] = mapped_column(String(50))
+    idnr: Mapped[str | None] = mapped_column(String(11), index=True)
+    family_name: Mapped[str] = mapped_column(String(200))
+    given_name: Mapped[str] = mapped_column(String(200))
+    family_name_key: Mapped[str] = mapped_column(String(200))
+    given_name_key: Mapped[str] = mapped_column(String(200))
+    birth_date: Mapped[date] = mapped_column(Date)
+    birth_place: Mapped[str] = mapped_column(String(200))
+    trade_name: Mapped[str] = mapped_column(String(300))
+    activity: Mapped[str] = mapped_column(String(500))
+    business_address: Mapped[str] = mapped_column(String(300))
+    municipality_ars: Mapped[str] = mapped_column(String(12))
+    registered_on: Mapped[date] = mapped_column(Date)
