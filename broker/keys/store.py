@@ -1,0 +1,524 @@
+"""The broker's key material, generated on first use and kept on disk.
+
+Layout of ``keys_dir`` (directories 0700, files 0600)::
+
+    manifest.json            which key ids exist and which one is active, per purpose
+    checkpoint/<kid>.pem     Ed25519 private keys that sign log checkpoints (PKCS#8 PEM)
+    sealing/<kid>.key.pem    EC P-256 private keys that seal evidence (PKCS#8 PEM)
+    sealing/<kid>.crt.pem    the self-signed X.509 certificate of each sealing key
+    pseudonym.key            32 random bytes, the HMAC key for subject pseudonyms
+
+Key ids (``kid``) are RFC 7638 JWK thumbprints (SHA-256, base64url without padding) of the
+public key, so anyone holding the public key can recompute them; the key id a C2SP signed note
+uses is a different thing and is derived by the signed-note code from the raw public key.
+
+Rotation (:meth:`KeyStore.rotate`) adds a new checkpoint key and a new sealing key/certificate
+and marks the previous ones *retired*. Retired keys never sign again but stay in the store and
+in the JWKS, because old checkpoints and old sealed evidence must remain verifiable. In the
+JWKS every key keeps ``"use": "sig"`` (retired keys still verify signatures) and carries a
+private member ``"status": "active" | "retired"``; RFC 7517 section 4 lets a JWK carry extra
+members and obliges consumers to ignore ones they do not understand, so generic JWKS clients
+keep working while auditors can tell which key signs today. Active keys are listed first.
+
+The pseudonym secret is never rotated: a new secret would give every citizen a new pseudonym
+and break the link between their old and new log entries.
+
+Concurrency: files are written to a temporary name and then published with ``os.link`` (fails
+if the target exists, so of two processes initialising at once the first one wins and the
+other discards its keys and loads the winner's) or ``os.replace`` (the manifest on rotation,
+serialised by an ``flock`` on ``.lock``). Readers re-read the manifest when it changed on
+disk, so a rotation in one process is picked up by the others without a restart.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import stat
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.x509.oid import NameOID
+
+DEFAULT_ORIGIN = "broker.example/once-only"
+DEFAULT_CERTIFICATE_SUBJECT = "Once-Only Broker (development)"
+CERTIFICATE_VALIDITY = datetime.timedelta(days=730)
+
+SealingPrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+SealingPublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+
+_MANIFEST = "manifest.json"
+_PSEUDONYM_SECRET = "pseudonym.key"
+_LOCK = ".lock"
+_MANIFEST_FORMAT = 1
+_EC_JWK = {"secp256r1": ("P-256", "ES256", 32), "secp384r1": ("P-384", "ES384", 48)}
+
+
+class KeyStoreError(Exception):
+    """The key directory is inconsistent or unusable."""
+
+
+@dataclass(frozen=True)
+class CheckpointPublicKey:
+    kid: str
+    # The signed-note key name: the broker's origin.
+    name: str
+    public_key: Ed25519PublicKey
+    active: bool
+    created: datetime.datetime
+
+
+@dataclass(frozen=True)
+class SealingCertificate:
+    kid: str
+    certificate: x509.Certificate
+    active: bool
+    created: datetime.datetime
+
+
+@dataclass(frozen=True)
+class Rotation:
+    checkpoint_kid: str
+    sealing_kid: str
+    retired_checkpoint_kid: str
+    retired_sealing_kid: str
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _int_bytes(value: int, length: int | None = None) -> bytes:
+    return value.to_bytes(length or max(1, (value.bit_length() + 7) // 8), "big")
+
+
+def public_jwk(public_key: Ed25519PublicKey | SealingPublicKey) -> dict[str, str]:
+    """The members RFC 7638 requires for the key type (and nothing else)."""
+    if isinstance(public_key, Ed25519PublicKey):
+        raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return {"kty": "OKP", "crv": "Ed25519", "x": _b64url(raw)}
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        if public_key.curve.name not in _EC_JWK:
+            raise KeyStoreError(f"unsupported EC curve {public_key.curve.name}")
+        crv, _alg, size = _EC_JWK[public_key.curve.name]
+        numbers = public_key.public_numbers()
+        return {
+            "kty": "EC",
+            "crv": crv,
+            "x": _b64url(_int_bytes(numbers.x, size)),
+            "y": _b64url(_int_bytes(numbers.y, size)),
+        }
+    if isinstance(public_key, rsa.RSAPublicKey):
+        rsa_numbers = public_key.public_numbers()
+        return {
+            "kty": "RSA",
+            "e": _b64url(_int_bytes(rsa_numbers.e)),
+            "n": _b64url(_int_bytes(rsa_numbers.n)),
+        }
+    raise KeyStoreError(f"unsupported key type {type(public_key).__name__}")
+
+
+def key_id(public_key: Ed25519PublicKey | SealingPublicKey) -> str:
+    """RFC 7638 thumbprint: SHA-256 over the required members, sorted, without whitespace."""
+    canonical = json.dumps(public_jwk(public_key), sort_keys=True, separators=(",", ":"))
+    return _b64url(hashlib.sha256(canonical.encode("ascii")).digest())
+
+
+def certificate_key_id(certificate: x509.Certificate) -> str:
+    public_key = certificate.public_key()
+    if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+        raise KeyStoreError(f"unsupported certificate key type {type(public_key).__name__}")
+    return key_id(public_key)
+
+
+def _jws_alg(public_key: SealingPublicKey) -> str:
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return _EC_JWK[public_key.curve.name][1]
+    return "RS256"
+
+
+# --- file primitives -------------------------------------------------------------------------
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_temp(directory: Path, data: bytes) -> Path:
+    tmp = directory / f".tmp-{os.getpid()}-{secrets.token_hex(8)}"
+    # O_EXCL with mode 0600 so the secret is never readable by others, not even briefly.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _create_exclusive(path: Path, data: bytes) -> bool:
+    """Publish ``data`` at ``path`` complete or not at all; False if someone else got there first."""
+    tmp = _write_temp(path.parent, data)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+    return True
+
+
+def _replace(path: Path, data: bytes) -> None:
+    tmp = _write_temp(path.parent, data)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _private_dir(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # mkdir's mode is filtered by the umask, and a pre-existing directory keeps its mode.
+    if stat.S_IMODE(path.stat().st_mode) != 0o700:
+        os.chmod(path, 0o700)
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+
+
+# --- the store ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Entry:
+    kid: str
+    active: bool
+    created: datetime.datetime
+
+
+@dataclass(frozen=True)
+class _State:
+    checkpoint: dict[str, tuple[_Entry, Ed25519PrivateKey]]
+    sealing: dict[str, tuple[_Entry, SealingPrivateKey, x509.Certificate]]
+    active_checkpoint: str
+    active_sealing: str
+
+
+class KeyStore:
+    """Key material for one broker, rooted at ``keys_dir``. Safe to share between threads."""
+
+    def __init__(
+        self,
+        keys_dir: Path | str,
+        *,
+        origin: str = DEFAULT_ORIGIN,
+        certificate_subject: str = DEFAULT_CERTIFICATE_SUBJECT,
+    ) -> None:
+        self.keys_dir = Path(keys_dir)
+        self.origin = origin
+        self.certificate_subject = certificate_subject
+        self._lock = threading.Lock()
+        self._state: _State | None = None
+        self._manifest_stamp: tuple[int, int, int] | None = None
+        self._secret: bytes | None = None
+
+    # public API ---------------------------------------------------------------------------
+
+    @property
+    def initialised(self) -> bool:
+        """Whether keys exist already; lets read-only callers avoid generating keys as a side effect."""
+        return (self.keys_dir / _MANIFEST).is_file()
+
+    def checkpoint_key(self) -> tuple[CheckpointPublicKey, Ed25519PrivateKey]:
+        state = self._current()
+        entry, private_key = state.checkpoint[state.active_checkpoint]
+        return self._checkpoint_info(entry, private_key), private_key
+
+    def checkpoint_public_keys(self) -> list[CheckpointPublicKey]:
+        """Active key first, then retired keys, newest first."""
+        state = self._current()
+        return [self._checkpoint_info(entry, key) for entry, key in _ordered(state.checkpoint.values())]
+
+    def sealing_key(self) -> tuple[SealingPrivateKey, x509.Certificate]:
+        state = self._current()
+        _entry, private_key, certificate = state.sealing[state.active_sealing]
+        return private_key, certificate
+
+    def sealing_certificates(self) -> list[SealingCertificate]:
+        """Active certificate first, then retired ones, newest first."""
+        state = self._current()
+        return [
+            SealingCertificate(entry.kid, certificate, entry.active, entry.created)
+            for entry, _key, certificate in _ordered(state.sealing.values())
+        ]
+
+    def pseudonym_secret(self) -> bytes:
+        with self._lock:
+            if self._secret is None:
+                _private_dir(self.keys_dir)
+                path = self.keys_dir / _PSEUDONYM_SECRET
+                if not path.exists():
+                    _create_exclusive(path, secrets.token_bytes(32))
+                secret = path.read_bytes()
+                if len(secret) != 32:
+                    raise KeyStoreError(f"{path} must hold exactly 32 bytes, found {len(secret)}")
+                self._secret = secret
+            return self._secret
+
+    def jwks(self) -> dict[str, Any]:
+        keys: list[dict[str, Any]] = []
+        for info in self.checkpoint_public_keys():
+            keys.append(
+                {
+                    **public_jwk(info.public_key),
+                    "kid": info.kid,
+                    "use": "sig",
+                    "alg": "EdDSA",
+                    "status": "active" if info.active else "retired",
+                }
+            )
+        for cert_info in self.sealing_certificates():
+            public_key = cert_info.certificate.public_key()
+            assert isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey)
+            der = cert_info.certificate.public_bytes(serialization.Encoding.DER)
+            keys.append(
+                {
+                    **public_jwk(public_key),
+                    "kid": cert_info.kid,
+                    "use": "sig",
+                    "alg": _jws_alg(public_key),
+                    # RFC 7517 4.7: x5c is standard base64 (with padding), not base64url.
+                    "x5c": [base64.b64encode(der).decode("ascii")],
+                    "x5t#S256": _b64url(hashlib.sha256(der).digest()),
+                    "status": "active" if cert_info.active else "retired",
+                }
+            )
+        return {"keys": keys}
+
+    def rotate(self) -> Rotation:
+        """New checkpoint and sealing keys become active; the previous ones are kept as retired."""
+        self._current()  # a store is initialised before it can rotate
+        with self._lock, self._file_lock():
+            manifest = self._read_manifest()
+            old_checkpoint = _active_kid(manifest, "checkpoint")
+            old_sealing = _active_kid(manifest, "sealing")
+            checkpoint_kid = self._write_checkpoint_key(Ed25519PrivateKey.generate())
+            sealing_kid = self._write_sealing_key(*self._new_sealing_key())
+            created = _now().isoformat()
+            for purpose, kid in (("checkpoint", checkpoint_kid), ("sealing", sealing_kid)):
+                for record in manifest[purpose]:
+                    if record["status"] == "active":
+                        record["status"] = "retired"
+                        record["retired"] = created
+                manifest[purpose].append({"kid": kid, "status": "active", "created": created})
+            _replace(self.keys_dir / _MANIFEST, _dump(manifest))
+            self._state = None
+        return Rotation(checkpoint_kid, sealing_kid, old_checkpoint, old_sealing)
+
+    # loading and initialisation -------------------------------------------------------------
+
+    def _current(self) -> _State:
+        with self._lock:
+            stamp = self._stamp()
+            if stamp is None:
+                self._initialise()
+                stamp = self._stamp()
+            if self._state is None or stamp != self._manifest_stamp:
+                self._state = self._load()
+                self._manifest_stamp = stamp
+            return self._state
+
+    def _stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = (self.keys_dir / _MANIFEST).stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _initialise(self) -> None:
+        for directory in (self.keys_dir, self.keys_dir / "checkpoint", self.keys_dir / "sealing"):
+            _private_dir(directory)
+        checkpoint_kid = self._write_checkpoint_key(Ed25519PrivateKey.generate())
+        sealing_kid = self._write_sealing_key(*self._new_sealing_key())
+        created = _now().isoformat()
+        manifest = {
+            "format": _MANIFEST_FORMAT,
+            "checkpoint": [{"kid": checkpoint_kid, "status": "active", "created": created}],
+            "sealing": [{"kid": sealing_kid, "status": "active", "created": created}],
+        }
+        if not _create_exclusive(self.keys_dir / _MANIFEST, _dump(manifest)):
+            # Another process initialised the store at the same moment and won: use its keys.
+            (self.keys_dir / "checkpoint" / f"{checkpoint_kid}.pem").unlink(missing_ok=True)
+            (self.keys_dir / "sealing" / f"{sealing_kid}.key.pem").unlink(missing_ok=True)
+            (self.keys_dir / "sealing" / f"{sealing_kid}.crt.pem").unlink(missing_ok=True)
+
+    def _read_manifest(self) -> dict[str, Any]:
+        path = self.keys_dir / _MANIFEST
+        try:
+            manifest = json.loads(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise KeyStoreError(f"cannot read {path}: {exc}") from exc
+        if not isinstance(manifest, dict) or manifest.get("format") != _MANIFEST_FORMAT:
+            raise KeyStoreError(f"{path}: unknown manifest format")
+        for purpose in ("checkpoint", "sealing"):
+            _active_kid(manifest, purpose)
+        return manifest
+
+    def _load(self) -> _State:
+        manifest = self._read_manifest()
+        checkpoint: dict[str, tuple[_Entry, Ed25519PrivateKey]] = {}
+        for record in manifest["checkpoint"]:
+            entry = _entry(record)
+            key = _load_private_key(self.keys_dir / "checkpoint" / f"{entry.kid}.pem")
+            if not isinstance(key, Ed25519PrivateKey) or key_id(key.public_key()) != entry.kid:
+                raise KeyStoreError(f"checkpoint key {entry.kid} is not the Ed25519 key the manifest names")
+            checkpoint[entry.kid] = (entry, key)
+        sealing: dict[str, tuple[_Entry, SealingPrivateKey, x509.Certificate]] = {}
+        for record in manifest["sealing"]:
+            entry = _entry(record)
+            sealing_key = _load_private_key(self.keys_dir / "sealing" / f"{entry.kid}.key.pem")
+            cert_path = self.keys_dir / "sealing" / f"{entry.kid}.crt.pem"
+            try:
+                certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
+            except (OSError, ValueError) as exc:
+                raise KeyStoreError(f"cannot load {cert_path}: {exc}") from exc
+            if not isinstance(sealing_key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) or not (
+                key_id(sealing_key.public_key()) == entry.kid == certificate_key_id(certificate)
+            ):
+                raise KeyStoreError(f"sealing key {entry.kid} does not match its id or certificate")
+            sealing[entry.kid] = (entry, sealing_key, certificate)
+        return _State(
+            checkpoint=checkpoint,
+            sealing=sealing,
+            active_checkpoint=_active_kid(manifest, "checkpoint"),
+            active_sealing=_active_kid(manifest, "sealing"),
+        )
+
+    def _new_sealing_key(self) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+        private_key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.certificate_subject)])
+        now = _now()
+        public_key = private_key.public_key()
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            # A little slack so a verifier whose clock is slightly behind still accepts it.
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + CERTIFICATE_VALIDITY)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=True,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+            .sign(private_key, hashes.SHA256())
+        )
+        return private_key, certificate
+
+    def _write_checkpoint_key(self, private_key: Ed25519PrivateKey) -> str:
+        kid = key_id(private_key.public_key())
+        _create_exclusive(self.keys_dir / "checkpoint" / f"{kid}.pem", _pem(private_key))
+        return kid
+
+    def _write_sealing_key(self, private_key: SealingPrivateKey, certificate: x509.Certificate) -> str:
+        kid = key_id(private_key.public_key())
+        directory = self.keys_dir / "sealing"
+        # Certificate first: a key file without certificate would be unusable, the reverse harmless.
+        _create_exclusive(directory / f"{kid}.crt.pem", certificate.public_bytes(serialization.Encoding.PEM))
+        _create_exclusive(directory / f"{kid}.key.pem", _pem(private_key))
+        return kid
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        fd = os.open(self.keys_dir / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _checkpoint_info(self, entry: _Entry, private_key: Ed25519PrivateKey) -> CheckpointPublicKey:
+        return CheckpointPublicKey(
+            entry.kid, self.origin, private_key.public_key(), entry.active, entry.created
+        )
+
+
+def _ordered(items: Any) -> list[Any]:
+    # Items come in manifest order (oldest first) and start with their _Entry; creation times
+    # are only second-precise, so the manifest order, not the time, decides "newest".
+    return sorted(reversed(list(items)), key=lambda item: not item[0].active)
+
+
+def _active_kid(manifest: dict[str, Any], purpose: str) -> str:
+    records = manifest.get(purpose)
+    if not isinstance(records, list):
+        raise KeyStoreError(f"manifest has no {purpose} keys")
+    active = [r["kid"] for r in records if isinstance(r, dict) and r.get("status") == "active"]
+    if len(active) != 1:
+        raise KeyStoreError(f"manifest must name exactly one active {purpose} key, found {len(active)}")
+    return str(active[0])
+
+
+def _entry(record: dict[str, Any]) -> _Entry:
+    try:
+        return _Entry(
+            kid=str(record["kid"]),
+            active=record["status"] == "active",
+            created=datetime.datetime.fromisoformat(record["created"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise KeyStoreError(f"bad manifest record {record!r}") from exc
+
+
+def _load_private_key(path: Path) -> Any:
+    try:
+        return serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise KeyStoreError(f"cannot load {path}: {exc}") from exc
+
+
+def _pem(private_key: Ed25519PrivateKey | SealingPrivateKey) -> bytes:
+    return private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _dump(manifest: dict[str, Any]) -> bytes:
+    return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
