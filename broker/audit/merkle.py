@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 
 HASH_SIZE = 32
 
@@ -180,7 +179,6 @@ def root_from_leaf_hashes(hashes: Iterable[bytes]) -> bytes:
     return level[0]
 
 
-@dataclass
 class CompactTree:
     """The right edge of a tree: hashes of the perfect subtrees that decompose [0, size).
 
@@ -189,9 +187,17 @@ class CompactTree:
     exactly the rows that ``assemble_proof`` and ``from_nodes`` later read back.
     """
 
-    size: int = 0
-    # (level, hash) of the frontier subtrees, largest (left-most) first.
-    _frontier: list[tuple[int, bytes]] = field(default_factory=list, repr=False)
+    def __init__(self) -> None:
+        self._size = 0
+        # (level, hash) of the frontier subtrees, largest (left-most) first.
+        self._frontier: list[tuple[int, bytes]] = []
+
+    def __repr__(self) -> str:
+        return f"CompactTree(size={self._size})"
+
+    @property
+    def size(self) -> int:
+        return self._size
 
     @staticmethod
     def frontier_nodes(size: int) -> list[NodeId]:
@@ -202,14 +208,17 @@ class CompactTree:
     def from_nodes(cls, size: int, node_lookup: Mapping[NodeId, bytes]) -> CompactTree:
         nodes = cls.frontier_nodes(size)
         hashes = _lookup_all(nodes, node_lookup)
-        return cls(size, [(level, h) for (level, _), h in zip(nodes, hashes, strict=True)])
+        tree = cls()
+        tree._size = size
+        tree._frontier = [(level, h) for (level, _), h in zip(nodes, hashes, strict=True)]
+        return tree
 
     def append(self, leaf: bytes) -> list[StoredNode]:
         """Add one leaf hash; return the newly completed perfect subtrees, level 0 first."""
         if len(leaf) != HASH_SIZE:
             raise ValueError(f"leaf hash must be {HASH_SIZE} bytes, got {len(leaf)}")
-        completed: list[StoredNode] = [(0, self.size, leaf)]
-        self.size += 1
+        completed: list[StoredNode] = [(0, self._size, leaf)]
+        self._size += 1
         frontier = self._frontier
         level, acc = 0, leaf
         # Two equal-sized neighbours at the right edge merge into a perfect subtree one
@@ -218,7 +227,7 @@ class CompactTree:
             _, left = frontier.pop()
             acc = node_hash(left, acc)
             level += 1
-            completed.append((level, (self.size >> level) - 1, acc))
+            completed.append((level, (self._size >> level) - 1, acc))
         frontier.append((level, acc))
         return completed
 
