@@ -155,7 +155,7 @@ def verify_sealed_evidence_detailed(
         if document is None or document.tag != root.tag:
             raise SealVerificationError("the signature does not cover the evidence document")
         return VerifiedEvidence(document, certificate, _signing_time(results))
-    raise SealVerificationError("; ".join(failures))
+    raise SealVerificationError("signature check failed: " + "; ".join(failures))
 
 
 def _trusted_signers(
