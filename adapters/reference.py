@@ -1,0 +1,154 @@
+"""Reference adapters for the demo registers: they read the register tables and issue evidence XML.
+
+They run in-process in the broker (binding ``in_process``) and behind the reference authority
+server; either way they get a database session for the register data and the authority they
+answer for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from lxml import etree
+from lxml.builder import ElementMaker
+from sqlalchemy.orm import Session
+
+from adapters.protocol import AdapterOutcome, EvidenceAdapter, EvidenceQuery, OutcomeKind
+from adapters.registers import find_matches
+from broker.db.models import BirthRecord, BusinessRegistration, Resident
+
+COMMON_NS = "urn:de:nachweis:common:1"
+SEX_LABELS = {"w": "weiblich", "m": "maennlich", "d": "divers", "x": "ohne Angabe"}
+
+
+class RegisterAdapter:
+    """One register of one authority: matching is shared, each register renders its own document."""
+
+    def __init__(
+        self,
+        session: Session,
+        authority_id: str,
+        authority_name: str,
+        authority_ars: str,
+        model: type[Resident] | type[BirthRecord] | type[BusinessRegistration],
+        render: Callable[[Any, etree._Element], etree._Element],
+        namespace: str,
+    ) -> None:
+        self._session = session
+        self._authority = (authority_id, authority_name, authority_ars)
+        self._model = model
+        self._render = render
+        self._namespace = namespace
+
+    def fetch(self, query: EvidenceQuery) -> AdapterOutcome:
+        matches: Sequence[Any] = find_matches(self._session, self._model, self._authority[0], query.subject)
+        if not matches:
+            return AdapterOutcome(OutcomeKind.NOT_FOUND, detail="no register entry matches the subject")
+        if len(matches) > 1:
+            return AdapterOutcome(
+                OutcomeKind.AMBIGUOUS, detail=f"{len(matches)} register entries match; give more attributes"
+            )
+        document = self._render(matches[0], self._issuance(query))
+        return AdapterOutcome.found(etree.tostring(document, xml_declaration=True, encoding="UTF-8"))
+
+    def _issuance(self, query: EvidenceQuery) -> etree._Element:
+        authority_id, name, ars = self._authority
+        return _document_maker(self._namespace).Ausstellung(
+            c.NachweisId(f"{authority_id}/{query.request_id}"),
+            c.Ausstellungszeitpunkt(datetime.now(UTC).isoformat(timespec="seconds")),
+            c.Aussteller(c.Kennung(authority_id), c.Name(name), c.Regionalschluessel(ars)),
+        )
+
+
+def _document_maker(namespace: str) -> ElementMaker:
+    return ElementMaker(namespace=namespace, nsmap={None: namespace, "nw": COMMON_NS})
+
+
+# The shared types of xsd/common.xsd put the children of Ausstellung and Person in its namespace.
+c = ElementMaker(namespace=COMMON_NS, nsmap={"nw": COMMON_NS})
+
+
+def _person(e: ElementMaker, record: Resident | BusinessRegistration) -> etree._Element:
+    person = e.Person() if isinstance(record, Resident) else e.Inhaber()
+    if record.idnr:
+        person.append(c.IdNr(record.idnr))
+    person.append(c.Familienname(record.family_name))
+    person.append(c.Vornamen(record.given_name))
+    if isinstance(record, Resident) and record.birth_name:
+        person.append(c.Geburtsname(record.birth_name))
+    person.append(c.Geburtsdatum(record.birth_date.isoformat()))
+    person.append(c.Geburtsort(record.birth_place))
+    return person
+
+
+MELDE_NS = "urn:de:nachweis:meldebescheinigung:1"
+GEBURT_NS = "urn:de:nachweis:geburtsurkunde:1"
+GEWERBE_NS = "urn:de:nachweis:gewerbeanmeldung:1"
+
+
+def render_meldebescheinigung(r: Resident, issuance: etree._Element) -> etree._Element:
+    e = _document_maker(MELDE_NS)
+    return e.Meldebescheinigung(
+        issuance,
+        _person(e, r),
+        e.Anschrift(
+            e.Strasse(r.street),
+            e.Hausnummer(r.house_number),
+            e.Postleitzahl(r.postal_code),
+            e.Ort(r.municipality),
+            e.Gemeindeschluessel(r.municipality_ars),
+        ),
+        e.Wohnungsstatus("alleinige Wohnung"),
+        e.Einzugsdatum(r.moved_in.isoformat()),
+    )
+
+
+def render_geburtsurkunde(b: BirthRecord, issuance: etree._Element) -> etree._Element:
+    e = _document_maker(GEBURT_NS)
+    document = e.Geburtsurkunde(
+        issuance,
+        e.Registereintrag(b.entry_number),
+        e.Kind(
+            e.Familienname(b.family_name),
+            e.Vornamen(b.given_name),
+            e.Geschlecht(SEX_LABELS.get(b.sex, "ohne Angabe")),
+            e.Geburtsdatum(b.birth_date.isoformat()),
+            e.Geburtsort(b.birth_place),
+        ),
+        e.Mutter(b.mother_name),
+    )
+    if b.father_name:
+        document.append(e.Vater(b.father_name))
+    return document
+
+
+def render_gewerbeanmeldung(g: BusinessRegistration, issuance: etree._Element) -> etree._Element:
+    e = _document_maker(GEWERBE_NS)
+    return e.Gewerbeanmeldung(
+        issuance,
+        e.Registernummer(g.registration_number),
+        _person(e, g),
+        e.Betrieb(
+            e.Bezeichnung(g.trade_name),
+            e.Taetigkeit(g.activity),
+            e.Anschrift(g.business_address),
+            e.Gemeindeschluessel(g.municipality_ars),
+        ),
+        e.Beginn(g.registered_on.isoformat()),
+    )
+
+
+REGISTERS: dict[str, tuple[type[Any], Callable[[Any, etree._Element], etree._Element], str]] = {
+    "melderegister": (Resident, render_meldebescheinigung, MELDE_NS),
+    "standesamt": (BirthRecord, render_geburtsurkunde, GEBURT_NS),
+    "gewerberegister": (BusinessRegistration, render_gewerbeanmeldung, GEWERBE_NS),
+}
+
+
+def reference_adapter(
+    session: Session, authority_id: str, name: str, ars: str, register: str
+) -> EvidenceAdapter:
+    model, render, namespace = REGISTERS[register]
+    return RegisterAdapter(session, authority_id, name, ars, model, render, namespace)

@@ -1,0 +1,33 @@
+"""The FastAPI application: one router per domain, problem+json errors, middleware."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from broker.consent.routes import router as consent_router
+from broker.context import BrokerContext
+from broker.exchange.routes import router as exchange_router
+from broker.logging import configure_logging
+from broker.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from broker.ops.routes import router as ops_router
+from broker.problems import install_problem_handlers
+from broker.registry.routes import router as registry_router
+from broker.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None, context: BrokerContext | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+    context = context or BrokerContext.create(settings)
+    app = FastAPI(
+        title="Once-Only evidence broker",
+        version="0.1.0",
+        description="Routes evidence requests to source authorities, seals evidence, keeps a verifiable log.",
+    )
+    app.state.context = context
+    install_problem_handlers(app)
+    for router in (exchange_router, consent_router, registry_router, ops_router):
+        app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    return app

@@ -1,0 +1,96 @@
+"""Recording exchange steps in the provenance log.
+
+An entry is queued in the same transaction as the step it records, so a committed step always
+has its entry; the integrator later gives queued entries their dense log indices.
+
+Entry layout (canonical JSON per RFC 8785, all keys always present, absent values null):
+``v`` (layout version, 1), ``event``, ``time`` (RFC 3339 UTC, microseconds), ``exchange``,
+``requester``, ``authority``, ``evidence_type``, ``purpose``, ``legal_basis``, ``consent``,
+``outcome``, ``reason``, ``request_digest``, ``evidence_digest`` (hex SHA-256) and ``subject``
+(the keyed pseudonym). No raw personal data ever enters an entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import rfc8785
+from sqlalchemy.orm import Session
+
+from broker.audit import repository
+from broker.audit.merkle import leaf_hash
+from broker.db.models import LogEntry
+
+ENTRY_VERSION = 1
+EVENTS = (
+    "received",
+    "refused",
+    "routed",
+    "delivered",
+    "failed",
+    "expired",
+    "preview_requested",
+    "preview_decided",
+    "consent_granted",
+    "consent_revoked",
+)
+
+
+@dataclass(frozen=True)
+class EntryFacts:
+    event: str
+    time: datetime
+    exchange: str | None = None
+    requester: str | None = None
+    authority: str | None = None
+    evidence_type: str | None = None
+    purpose: str | None = None
+    legal_basis: str | None = None
+    consent: str | None = None
+    outcome: str | None = None
+    reason: str | None = None
+    request_digest: str | None = None
+    evidence_digest: str | None = None
+    subject: str | None = None
+
+    def canonical(self) -> bytes:
+        if self.event not in EVENTS:
+            raise ValueError(f"unknown log event {self.event!r}")
+        return rfc8785.dumps(
+            {
+                "v": ENTRY_VERSION,
+                "event": self.event,
+                "time": self.time.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+                "exchange": self.exchange,
+                "requester": self.requester,
+                "authority": self.authority,
+                "evidence_type": self.evidence_type,
+                "purpose": self.purpose,
+                "legal_basis": self.legal_basis,
+                "consent": self.consent,
+                "outcome": self.outcome,
+                "reason": self.reason,
+                "request_digest": self.request_digest,
+                "evidence_digest": self.evidence_digest,
+                "subject": self.subject,
+            }
+        )
+
+
+def record(session: Session, facts: EntryFacts) -> LogEntry:
+    body = facts.canonical()
+    return repository.queue(
+        session,
+        LogEntry(
+            body=body,
+            leaf_hash=leaf_hash(body),
+            recorded_at=facts.time,
+            event=facts.event,
+            exchange_id=facts.exchange,
+            requester=facts.requester,
+            authority=facts.authority,
+            evidence_type=facts.evidence_type,
+            subject_pseudonym=facts.subject,
+        ),
+    )

@@ -1,0 +1,113 @@
+"""Everything a serving broker process holds: built once at start-up, shared by all requests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from lxml import etree
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapters.protocol import EvidenceAdapter, Subject
+from adapters.reference import reference_adapter
+from broker.clients.auth import PrincipalCache
+from broker.clock import Clock, SystemClock
+from broker.db.migrate import upgrade
+from broker.db.session import make_engine, make_session_factory, unit_of_work
+from broker.exchange.service import ExchangeDependencies
+from broker.keys.pseudonym import subject_pseudonym
+from broker.keys.store import KeyStore
+from broker.registry import repository as registry_repository
+from broker.registry.schemas import AuthoritySpec, EvidenceTypeSpec
+from broker.registry.service import RegistryCache
+from broker.seal.xades import seal_evidence
+from broker.settings import Settings
+from broker.xml.catalogue import SchemaCatalogue
+from broker.xml.hardened import XmlIntakeError, XmlLimits, parse_xml
+
+
+@dataclass
+class BrokerContext:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    catalogue: SchemaCatalogue
+    keys: KeyStore
+    clock: Clock = field(default_factory=SystemClock)
+
+    def __post_init__(self) -> None:
+        self.registry = RegistryCache(self._read_registry)
+        self.principals = PrincipalCache(self.sessions)
+        self.xml_limits = XmlLimits(max_bytes=self.settings.max_body_bytes)
+
+    @classmethod
+    def create(cls, settings: Settings, clock: Clock | None = None) -> BrokerContext:
+        engine = make_engine(settings.database_url)
+        if settings.is_sqlite:
+            # The embedded database migrates itself; PostgreSQL is migrated by `broker db upgrade`.
+            upgrade(engine)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=make_session_factory(engine),
+            catalogue=SchemaCatalogue(settings.schema_dirs),
+            keys=KeyStore(settings.keys_dir, origin=settings.origin),
+            clock=clock or SystemClock(),
+        )
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[Session]:
+        with unit_of_work(self.sessions) as session:
+            yield session
+
+    def _read_registry(self):  # type: ignore[no-untyped-def]
+        with self.sessions() as session:
+            return registry_repository.read_document(session)
+
+    # --- the collaborators of an exchange ---------------------------------------------------
+
+    def exchange_dependencies(self) -> ExchangeDependencies:
+        return ExchangeDependencies(
+            registry=self.registry.get(),
+            adapter_for=self.adapter_for,
+            check_evidence=self.check_evidence,
+            seal=self.seal,
+            pseudonymise=self.pseudonymise,
+            clock=self.clock.now,
+            retention=timedelta(hours=self.settings.evidence_retention_hours),
+        )
+
+    def adapter_for(self, authority: AuthoritySpec, session: Session) -> EvidenceAdapter:
+        if authority.binding == "in_process":
+            return reference_adapter(session, authority.id, authority.name, authority.ars, authority.register)
+        raise NotImplementedError(f"binding {authority.binding}")
+
+    def check_evidence(self, evidence: bytes, evidence_type: EvidenceTypeSpec) -> None:
+        root = parse_xml(evidence, self.xml_limits)
+        expected = etree.QName(evidence_type.namespace, evidence_type.root_element)
+        if root.tag != expected.text:
+            raise XmlIntakeError(
+                422,
+                "xml.unexpected_root",
+                f"expected root {expected.text}, got {root.tag}",
+                root.sourceline,
+                None,
+                None,
+            )
+        self.catalogue.validate(root)
+
+    def seal(self, evidence: bytes) -> bytes:
+        private_key, certificate = self.keys.sealing_key()
+        return seal_evidence(evidence, private_key, certificate)
+
+    def pseudonymise(self, subject: Subject) -> str:
+        return subject_pseudonym(
+            self.keys.pseudonym_secret(),
+            idnr=subject.idnr,
+            family_name=subject.family_name,
+            given_name=subject.given_name,
+            birth_date=subject.birth_date,
+        )

@@ -1,0 +1,123 @@
+"""/v1/evidence-requests: the online services' API."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import JSONResponse
+
+from broker.clock import as_utc
+from broker.db.models import Exchange
+from broker.deps import Context, Requester
+from broker.exchange import repository
+from broker.exchange.schemas import EvidenceLink, EvidenceRequestIn, ExchangeOut, ProblemOut
+from broker.exchange.service import problem_of, request_evidence
+from broker.problems import PROBLEM_MEDIA_TYPE, Problem
+
+router = APIRouter(prefix="/v1/evidence-requests", tags=["exchange"])
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"description": "Problem details (RFC 9457)", "content": {PROBLEM_MEDIA_TYPE: {}}}
+    for code in (400, 401, 403, 404, 409, 410, 413, 415, 422, 502, 504)
+}
+
+
+def exchange_out(exchange: Exchange) -> ExchangeOut:
+    href = f"/v1/evidence-requests/{exchange.id}"
+    problem = problem_of(exchange)
+    return ExchangeOut(
+        id=exchange.id,
+        state=exchange.state,
+        evidence_type=exchange.evidence_type_id,
+        jurisdiction=exchange.jurisdiction,
+        authority=exchange.authority_id,
+        purpose=exchange.purpose,
+        legal_basis=exchange.legal_basis,
+        consent_id=exchange.consent_id,
+        created_at=as_utc(exchange.created_at),
+        updated_at=as_utc(exchange.updated_at),
+        evidence=EvidenceLink(href=f"{href}/evidence", digest=f"sha256:{exchange.evidence_digest}")
+        if exchange.state == "delivered"
+        else None,
+        problem=ProblemOut(status=problem.status, reason=problem.reason, detail=problem.detail)
+        if problem
+        else None,
+        links={"self": href},
+    )
+
+
+def _answer(exchange: Exchange, status: int | None = None) -> JSONResponse:
+    body = exchange_out(exchange).model_dump(mode="json", exclude_none=True)
+    problem = problem_of(exchange)
+    if problem is not None:
+        # The problem document names what went wrong and still carries the exchange for reference.
+        return JSONResponse(
+            {**problem.body(f"/v1/evidence-requests/{exchange.id}"), "exchange": body},
+            status_code=problem.status,
+            media_type=PROBLEM_MEDIA_TYPE,
+        )
+    code = status or (200 if exchange.state == "delivered" else 202)
+    headers = {"Location": body["links"]["self"]} if code in (201, 202) else None
+    return JSONResponse(body, status_code=code, headers=headers)
+
+
+@router.post(
+    "",
+    response_model=ExchangeOut,
+    responses={202: {"description": "Accepted: the exchange continues asynchronously"}, **PROBLEM_RESPONSES},
+    summary="Request a piece of evidence about a subject",
+)
+def create_evidence_request(
+    body: EvidenceRequestIn,
+    principal: Requester,
+    context: Context,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JSONResponse:
+    deps = context.exchange_dependencies()
+    with context.unit_of_work() as session:
+        result = request_evidence(session, deps, principal, body, idempotency_key)
+    return _answer(result.exchange)
+
+
+def _owned(context: Context, principal: Requester, exchange_id: str) -> Exchange:
+    with context.sessions() as session:
+        exchange = repository.get(session, exchange_id)
+    if exchange is None or exchange.requester_id != principal.id:
+        raise Problem(404, "exchange.not_found", f"No exchange {exchange_id!r} for this client.")
+    return exchange
+
+
+@router.get("/{exchange_id}", response_model=ExchangeOut, responses=PROBLEM_RESPONSES)
+def get_evidence_request(exchange_id: str, principal: Requester, context: Context) -> JSONResponse:
+    exchange = _owned(context, principal, exchange_id)
+    return JSONResponse(exchange_out(exchange).model_dump(mode="json", exclude_none=True))
+
+
+@router.get(
+    "/{exchange_id}/evidence",
+    responses={
+        200: {"content": {"application/xml": {}}, "description": "The sealed evidence"},
+        **PROBLEM_RESPONSES,
+    },
+)
+def get_evidence(
+    exchange_id: str,
+    principal: Requester,
+    context: Context,
+    format: Annotated[str, Query(pattern="^(xml|json)$")] = "xml",
+) -> Response:
+    exchange = _owned(context, principal, exchange_id)
+    if exchange.state != "delivered":
+        raise Problem(
+            409, "evidence.not_available", f"The exchange is {exchange.state}; there is no evidence."
+        )
+    if exchange.evidence is None or (
+        exchange.expires_at is not None and as_utc(exchange.expires_at) <= context.clock.now()
+    ):
+        raise Problem(
+            410, "evidence.expired", "The evidence was delivered but its retention period has ended."
+        )
+    if format == "json":
+        return JSONResponse(context.evidence_as_json(exchange.evidence))
+    return Response(exchange.evidence, media_type="application/xml")

@@ -1,0 +1,96 @@
+"""Request and response shapes of the exchange API (/v1/evidence-requests)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from adapters.identity import is_valid_idnr
+from adapters.protocol import Subject
+
+
+class SubjectIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    idnr: str | None = Field(
+        default=None, description="Identifikationsnummer (11 digits, check digit verified)"
+    )
+    family_name: str | None = Field(default=None, min_length=1, max_length=200)
+    given_name: str | None = Field(default=None, min_length=1, max_length=200)
+    birth_date: date | None = None
+    birth_place: str | None = Field(default=None, min_length=1, max_length=200)
+    birth_name: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @field_validator("idnr")
+    @classmethod
+    def _idnr_valid(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        digits = value.replace(" ", "")
+        if not is_valid_idnr(digits):
+            raise ValueError("idnr must be 11 digits with a valid check digit")
+        return digits
+
+    @model_validator(mode="after")
+    def _identifiable(self) -> SubjectIn:
+        if self.idnr is None and not (self.family_name and self.given_name and self.birth_date):
+            raise ValueError("give idnr, or family_name, given_name and birth_date")
+        return self
+
+    def to_subject(self) -> Subject:
+        return Subject(**self.model_dump())
+
+
+class EvidenceRequestIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    evidence_type: str = Field(min_length=1, max_length=200, examples=["urn:de:nachweis:meldebescheinigung"])
+    jurisdiction: str | None = Field(
+        default=None, pattern=r"^[0-9]{2,12}$", description="ARS prefix (Regionalschlüssel), 2 to 12 digits"
+    )
+    subject: SubjectIn
+    purpose: str = Field(min_length=1, max_length=300)
+    legal_basis: str | None = Field(default=None, min_length=1, max_length=300)
+    explicit_request: bool = False
+    consent_id: str | None = Field(default=None, min_length=1, max_length=36)
+    preview: bool = False
+    callback_url: str | None = Field(default=None, pattern=r"^https?://", max_length=500)
+
+
+class ProblemOut(BaseModel):
+    status: int
+    reason: str
+    detail: str | None
+
+
+class EvidenceLink(BaseModel):
+    href: str
+    media_type: str = "application/xml"
+    digest: str
+
+
+class ReceiptOut(BaseModel):
+    log_index: int
+    leaf_hash: str
+    tree_size: int | None = None
+    inclusion_proof: list[str] | None = None
+    checkpoint: str | None = None
+
+
+class ExchangeOut(BaseModel):
+    id: str
+    state: str
+    evidence_type: str
+    jurisdiction: str | None
+    authority: str | None
+    purpose: str
+    legal_basis: str | None
+    consent_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    evidence: EvidenceLink | None = None
+    problem: ProblemOut | None = None
+    receipt: ReceiptOut | None = None
+    links: dict[str, Any] = {}

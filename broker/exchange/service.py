@@ -1,0 +1,268 @@
+"""The life of an evidence request: received → authorised → routed → delivered | rejected | failed.
+
+The caller's transaction spans the whole exchange; the service never commits. Refusals and
+failures are not exceptions here: they end the exchange in a terminal state that is recorded
+in the log and committed like any other outcome, and the caller turns it into a problem answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from adapters.protocol import EvidenceAdapter, EvidenceQuery, OutcomeKind, Subject
+from broker.audit.service import EntryFacts, record
+from broker.clients.service import Principal
+from broker.consent import service as consent_service
+from broker.db.models import Exchange, LogEntry
+from broker.exchange import repository
+from broker.exchange.schemas import EvidenceRequestIn
+from broker.logging import get_logger
+from broker.problems import Problem
+from broker.registry.schemas import AuthoritySpec, EvidenceTypeSpec
+from broker.registry.service import RegistrySnapshot
+from broker.xml.hardened import XmlIntakeError
+
+log = get_logger(__name__)
+
+TERMINAL_STATES = ("delivered", "rejected", "failed", "expired")
+
+
+@dataclass(frozen=True)
+class ExchangeDependencies:
+    """What an exchange needs from the rest of the broker; each piece is swappable in tests."""
+
+    registry: RegistrySnapshot
+    adapter_for: Callable[[AuthoritySpec, Session], EvidenceAdapter]
+    check_evidence: Callable[[bytes, EvidenceTypeSpec], None]  # raises XmlIntakeError
+    seal: Callable[[bytes], bytes]
+    pseudonymise: Callable[[Subject], str]
+    clock: Callable[[], datetime]
+    retention: timedelta
+
+
+@dataclass(frozen=True)
+class ExchangeResult:
+    exchange: Exchange
+    replayed: bool = False
+
+
+def request_digest(body: EvidenceRequestIn) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def request_evidence(
+    session: Session,
+    deps: ExchangeDependencies,
+    principal: Principal,
+    body: EvidenceRequestIn,
+    idempotency_key: str | None,
+) -> ExchangeResult:
+    digest = request_digest(body)
+    if idempotency_key is not None:
+        earlier = repository.by_idempotency_key(session, principal.id, idempotency_key)
+        if earlier is not None:
+            if earlier.request_digest != digest:
+                raise Problem(
+                    409,
+                    "idempotency.key_reused",
+                    "This Idempotency-Key was used before with a different request body.",
+                )
+            return ExchangeResult(earlier, replayed=True)
+
+    subject = body.subject.to_subject()
+    now = deps.clock()
+    exchange = repository.add(
+        session,
+        Exchange(
+            id=str(uuid.uuid4()),
+            requester_id=principal.id,
+            channel="v1",
+            idempotency_key=idempotency_key,
+            request_digest=digest,
+            evidence_type_id=body.evidence_type,
+            jurisdiction=body.jurisdiction,
+            purpose=body.purpose,
+            legal_basis=body.legal_basis,
+            consent_id=body.consent_id,
+            explicit_request=body.explicit_request,
+            preview=body.preview,
+            subject_pseudonym=deps.pseudonymise(subject),
+            state="received",
+            callback_url=body.callback_url,
+            created_at=now,
+            updated_at=now,
+        ),
+    )
+    _log_step(session, deps, exchange, principal, "received")
+    try:
+        evidence_type = deps.registry.evidence_type(body.evidence_type)
+        authorise(session, exchange, principal, deps)
+        exchange.state = "authorised"
+        authority = deps.registry.route(body.evidence_type, body.jurisdiction)
+    except Problem as refusal:
+        end(session, deps, exchange, principal, "rejected", refusal)
+        return ExchangeResult(exchange)
+    exchange.authority_id = authority.id
+    exchange.state = "routed"
+    _log_step(session, deps, exchange, principal, "routed")
+    query = EvidenceQuery(exchange.id, evidence_type.id, authority.id, body.jurisdiction, subject)
+    complete(session, deps, exchange, principal, evidence_type, authority, query)
+    return ExchangeResult(exchange)
+
+
+def authorise(session: Session, exchange: Exchange, principal: Principal, deps: ExchangeDependencies) -> None:
+    """Purpose, then consent or explicit request with a legal basis. Raises the refusal as a Problem."""
+    if not principal.may_request(exchange.evidence_type_id, exchange.purpose):
+        raise Problem(
+            403,
+            "policy.not_granted",
+            f"Client {principal.name!r} may not request {exchange.evidence_type_id} "
+            f"for the purpose {exchange.purpose!r}.",
+        )
+    if exchange.consent_id is not None:
+        consent_service.use_consent(session, exchange, principal, deps.clock())
+        return
+    if not exchange.explicit_request:
+        raise Problem(
+            422,
+            "policy.basis_missing",
+            "Give consent_id, or explicit_request: true with a legal_basis.",
+            errors=[{"field": "explicit_request", "message": "must be true when no consent_id is given"}],
+        )
+    if not exchange.legal_basis:
+        raise Problem(
+            422,
+            "policy.legal_basis_missing",
+            "An explicit request needs a legal_basis.",
+            errors=[{"field": "legal_basis", "message": "required with explicit_request"}],
+        )
+
+
+def complete(
+    session: Session,
+    deps: ExchangeDependencies,
+    exchange: Exchange,
+    principal: Principal,
+    evidence_type: EvidenceTypeSpec,
+    authority: AuthoritySpec,
+    query: EvidenceQuery,
+) -> None:
+    """Ask the authority, check and seal what it returns, and end the exchange."""
+    try:
+        outcome = deps.adapter_for(authority, session).fetch(query)
+    except Exception as error:  # a faulty adapter must end the exchange, not the request
+        log.warning(
+            "adapter_error", exchange=exchange.id, authority=authority.id, error_type=type(error).__name__
+        )
+        end(
+            session,
+            deps,
+            exchange,
+            principal,
+            "failed",
+            Problem(502, "authority.error", "The authority failed to answer."),
+        )
+        return
+    if outcome.kind is OutcomeKind.NOT_FOUND:
+        problem = Problem(404, "subject.not_found", "No register entry of the authority matches the subject.")
+    elif outcome.kind is OutcomeKind.AMBIGUOUS:
+        problem = Problem(
+            409,
+            "subject.ambiguous",
+            "Several register entries match the subject; give more attributes "
+            "(idnr, birth_place or birth_name).",
+        )
+    elif outcome.kind is OutcomeKind.FAILED or outcome.evidence is None:
+        problem = Problem(502, "authority.failed", f"The authority could not answer: {outcome.detail}")
+    else:
+        try:
+            deps.check_evidence(outcome.evidence, evidence_type)
+        except XmlIntakeError as invalid:
+            where = f" at {invalid.path}" if invalid.path else ""
+            problem = Problem(
+                502,
+                "evidence.invalid",
+                f"The authority's evidence failed the {evidence_type.id} schema{where}: {invalid.detail}",
+            )
+        else:
+            deliver(session, deps, exchange, principal, outcome.evidence)
+            return
+    end(session, deps, exchange, principal, "failed", problem)
+
+
+def deliver(
+    session: Session, deps: ExchangeDependencies, exchange: Exchange, principal: Principal, evidence: bytes
+) -> None:
+    sealed = deps.seal(evidence)
+    now = deps.clock()
+    exchange.evidence = sealed
+    exchange.evidence_digest = hashlib.sha256(sealed).hexdigest()
+    exchange.state = "delivered"
+    exchange.status_code = 200
+    exchange.updated_at = now
+    exchange.expires_at = now + deps.retention
+    entry = _log_step(session, deps, exchange, principal, "delivered", outcome="delivered")
+    session.flush()
+    exchange.delivery_log_seq = entry.seq
+
+
+def end(
+    session: Session,
+    deps: ExchangeDependencies,
+    exchange: Exchange,
+    principal: Principal,
+    state: str,
+    problem: Problem,
+) -> None:
+    exchange.state = state
+    exchange.status_code = problem.status
+    exchange.reason = problem.reason
+    exchange.reason_detail = problem.detail
+    exchange.updated_at = deps.clock()
+    event = "refused" if state == "rejected" else "failed"
+    _log_step(session, deps, exchange, principal, event, outcome=state, reason=problem.reason)
+    log.info("exchange_ended", exchange=exchange.id, state=state, reason=problem.reason)
+
+
+def _log_step(
+    session: Session,
+    deps: ExchangeDependencies,
+    exchange: Exchange,
+    principal: Principal,
+    event: str,
+    outcome: str | None = None,
+    reason: str | None = None,
+) -> LogEntry:
+    return record(
+        session,
+        EntryFacts(
+            event=event,
+            time=deps.clock(),
+            exchange=exchange.id,
+            requester=principal.name,
+            authority=exchange.authority_id,
+            evidence_type=exchange.evidence_type_id,
+            purpose=exchange.purpose,
+            legal_basis=exchange.legal_basis,
+            consent=exchange.consent_id,
+            outcome=outcome,
+            reason=reason,
+            request_digest=exchange.request_digest,
+            evidence_digest=exchange.evidence_digest,
+            subject=exchange.subject_pseudonym,
+        ),
+    )
+
+
+def problem_of(exchange: Exchange) -> Problem | None:
+    if exchange.reason is None or exchange.status_code is None:
+        return None
+    return Problem(exchange.status_code, exchange.reason, exchange.reason_detail or "")

@@ -1,0 +1,396 @@
+"""The one door every inbound XML byte goes through.
+
+Policy: no DOCTYPE at all (so no entities, internal or external), no network, no XInclude,
+no DTD loading, no huge-tree mode, and hard limits on size, depth and element count. Every
+failure is an :class:`XmlIntakeError` with a stable reason code, an HTTP status and, where
+known, a line/column; nothing else escapes :func:`parse_xml` for any input.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+import threading
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from lxml import etree
+
+# Reason codes are part of the public contract (problem+json bodies, CLI output, tests):
+# never rename one, only add.
+EMPTY = "xml.empty"
+TOO_LARGE = "xml.too_large"
+MALFORMED = "xml.malformed"
+DOCTYPE_FORBIDDEN = "xml.doctype_forbidden"
+XINCLUDE_FORBIDDEN = "xml.xinclude_forbidden"
+TOO_DEEP = "xml.too_deep"
+TOO_MANY_ELEMENTS = "xml.too_many_elements"
+BAD_ENCODING = "xml.bad_encoding"
+UNSUPPORTED_MEDIA_TYPE = "xml.unsupported_media_type"
+UNEXPECTED_ROOT = "xml.unexpected_root"
+SCHEMA_INVALID = "xml.schema_invalid"
+
+STATUS: dict[str, int] = {
+    EMPTY: 400,
+    TOO_LARGE: 413,
+    MALFORMED: 400,
+    DOCTYPE_FORBIDDEN: 400,
+    XINCLUDE_FORBIDDEN: 400,
+    TOO_DEEP: 400,
+    TOO_MANY_ELEMENTS: 400,
+    BAD_ENCODING: 400,
+    UNSUPPORTED_MEDIA_TYPE: 415,
+    UNEXPECTED_ROOT: 422,
+    SCHEMA_INVALID: 422,
+}
+
+# libxml2 refuses deeper documents unless XML_PARSE_HUGE is set, which we never set;
+# a configured limit above this could therefore never be reached.
+LIBXML2_MAX_DEPTH = 256
+
+XINCLUDE_TAGS = ("{http://www.w3.org/2001/XInclude}*", "{http://www.w3.org/2003/XInclude}*")
+
+
+@dataclass(frozen=True, slots=True)
+class XmlLimits:
+    max_bytes: int = 10 * 1024 * 1024
+    max_depth: int = LIBXML2_MAX_DEPTH
+    max_elements: int = 200_000
+
+    def __post_init__(self) -> None:
+        if min(self.max_bytes, self.max_depth, self.max_elements) < 1:
+            raise ValueError("XML limits must be positive")
+        if self.max_depth > LIBXML2_MAX_DEPTH:
+            raise ValueError(f"max_depth cannot exceed libxml2's {LIBXML2_MAX_DEPTH} without huge_tree")
+
+
+DEFAULT_LIMITS = XmlLimits()
+
+
+class XmlIntakeError(Exception):
+    """A refused XML input. ``reason`` is a stable machine code, ``detail`` is for humans."""
+
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        detail: str,
+        line: int | None = None,
+        column: int | None = None,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.status = status
+        self.reason = reason
+        self.detail = detail
+        self.line = line or None  # libxml2 reports 0 when it does not know
+        self.column = column or None
+        self.path = path
+
+    @classmethod
+    def of(
+        cls,
+        reason: str,
+        detail: str,
+        line: int | None = None,
+        column: int | None = None,
+        path: str | None = None,
+    ) -> XmlIntakeError:
+        return cls(STATUS[reason], reason, detail, line, column, path)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields a problem+json body or a log line needs."""
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "detail": self.detail,
+            "line": self.line,
+            "column": self.column,
+            "path": self.path,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"XmlIntakeError({self.status}, {self.reason!r}, {self.detail!r}, "
+            f"line={self.line}, column={self.column}, path={self.path!r})"
+        )
+
+
+def check_media_type(content_type: str | None, allowed: Collection[str]) -> str:
+    """Return the bare, lower-cased media type, or refuse with 415."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if not media:
+        raise XmlIntakeError.of(UNSUPPORTED_MEDIA_TYPE, "no Content-Type given")
+    if media not in {a.lower() for a in allowed}:
+        expected = ", ".join(sorted(allowed))
+        raise XmlIntakeError.of(UNSUPPORTED_MEDIA_TYPE, f"media type {media!r} not accepted here ({expected})")
+    return media
+
+
+def parse_xml(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> etree._Element:
+    """Parse untrusted bytes into an element, or raise :class:`XmlIntakeError`."""
+    if not isinstance(data, bytes):
+        data = bytes(data)
+    if len(data) > limits.max_bytes:
+        raise XmlIntakeError.of(TOO_LARGE, f"body has {len(data)} bytes, the limit is {limits.max_bytes}")
+    _check_prolog(data)
+    try:
+        if limits.max_depth == LIBXML2_MAX_DEPTH and len(data) <= 4 * limits.max_elements:
+            # Every element costs at least four bytes ("<a/>"), so this body cannot exceed the
+            # element budget and libxml2 enforces the depth: one C call, no Python per element.
+            root = etree.fromstring(data, _thread_parser())
+        else:
+            root = _parse_incrementally(data, limits)
+    except etree.XMLSyntaxError as exc:
+        raise _from_syntax_error(exc) from None
+    except (etree.LxmlError, ValueError, UnicodeError) as exc:
+        raise XmlIntakeError.of(MALFORMED, str(exc) or type(exc).__name__) from None
+    if root.getroottree().docinfo.internalDTD is not None:
+        # Backstop for encodings the prolog scan cannot read (EBCDIC and the like).
+        raise XmlIntakeError.of(DOCTYPE_FORBIDDEN, "documents with a DOCTYPE are not accepted")
+    xinclude = next(root.iter(*XINCLUDE_TAGS), None)
+    if xinclude is not None:
+        raise XmlIntakeError.of(
+            XINCLUDE_FORBIDDEN,
+            "XInclude elements are not accepted",
+            xinclude.sourceline,
+            path=element_path(xinclude),
+        )
+    return root
+
+
+def parse_document(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> etree._ElementTree:
+    return parse_xml(data, limits).getroottree()
+
+
+def expect_root(root: etree._Element, allowed: Collection[str]) -> None:
+    """Refuse (422) a document whose root is not one of ``allowed`` (Clark names ``{ns}local``)."""
+    if root.tag not in allowed:
+        expected = ", ".join(sorted(allowed))
+        raise XmlIntakeError.of(
+            UNEXPECTED_ROOT,
+            f"root element {root.tag} is not accepted here (expected {expected})",
+            root.sourceline,
+            path=element_path(root),
+        )
+
+
+def element_path(element: etree._Element) -> str:
+    """``/prefix:local[n]/…`` using each element's own prefix; ``[n]`` only among same-name siblings."""
+    steps = []
+    node: etree._Element | None = element
+    while node is not None:
+        qname = etree.QName(node)
+        name = f"{node.prefix}:{qname.localname}" if node.prefix else qname.localname
+        parent = node.getparent()
+        if parent is not None:
+            same = [s for s in parent.iterchildren(node.tag)]
+            if len(same) > 1:
+                name += f"[{same.index(node) + 1}]"
+        steps.append(name)
+        node = parent
+    return "/" + "/".join(reversed(steps))
+
+
+# --- parsing -------------------------------------------------------------------------------
+
+_PARSER_OPTIONS: dict[str, Any] = {
+    "resolve_entities": False,
+    "no_network": True,
+    "load_dtd": False,
+    "dtd_validation": False,
+    "huge_tree": False,
+    "remove_comments": False,
+    "collect_ids": False,  # no ID hash table: we never use it and it costs memory per element
+}
+
+
+class _RefuseAll(etree.Resolver):
+    """Defence in depth: with the options above libxml2 never asks, but if it did, say no."""
+
+    def resolve(self, system_url: str, public_id: str, context: object) -> Any:
+        return self.resolve_string(b"", context)
+
+
+def _new_parser() -> etree.XMLParser:
+    parser = etree.XMLParser(**_PARSER_OPTIONS)
+    parser.resolvers.add(_RefuseAll())
+    return parser
+
+
+_local = threading.local()
+
+
+def _thread_parser() -> etree.XMLParser:
+    # lxml parsers must not be shared between threads; building one per call costs more
+    # than the parse of a small body.
+    parser: etree.XMLParser | None = getattr(_local, "parser", None)
+    if parser is None:
+        parser = _local.parser = _new_parser()
+    return parser
+
+
+_CHUNK = 64 * 1024
+
+
+def _parse_incrementally(data: bytes, limits: XmlLimits) -> etree._Element:
+    track_depth = limits.max_depth < LIBXML2_MAX_DEPTH
+    events = ("start", "end") if track_depth else ("start",)
+    parser = etree.XMLPullParser(events=events, **_PARSER_OPTIONS)
+    parser.resolvers.add(_RefuseAll())
+    count = depth = 0
+    for offset in range(0, len(data), _CHUNK):
+        parser.feed(data[offset : offset + _CHUNK])
+        for event, element in parser.read_events():
+            if event == "end":
+                depth -= 1
+                continue
+            count += 1
+            depth += 1
+            if count > limits.max_elements:
+                raise XmlIntakeError.of(
+                    TOO_MANY_ELEMENTS,
+                    f"more than {limits.max_elements} elements",
+                    element.sourceline,
+                )
+            if track_depth and depth > limits.max_depth:
+                raise XmlIntakeError.of(
+                    TOO_DEEP, f"elements nested deeper than {limits.max_depth}", element.sourceline
+                )
+    root: etree._Element = parser.close()
+    return root
+
+
+_ENCODING_ERRORS = frozenset(
+    getattr(etree.ErrorTypes, name)
+    for name in ("ERR_INVALID_ENCODING", "ERR_UNSUPPORTED_ENCODING", "ERR_UNKNOWN_ENCODING", "ERR_ENCODING_NAME")
+)
+_LOCATION_SUFFIX = re.compile(r", line \d+, column \d+$")
+
+
+def _from_syntax_error(exc: etree.XMLSyntaxError) -> XmlIntakeError:
+    message = _LOCATION_SUFFIX.sub("", (exc.msg or str(exc)).strip())
+    line, column = exc.position if exc.position else (exc.lineno, None)
+    if exc.code == etree.ErrorTypes.ERR_RESOURCE_LIMIT:
+        reason = TOO_DEEP if "depth" in message.lower() else TOO_LARGE
+    elif exc.code in _ENCODING_ERRORS:
+        reason = BAD_ENCODING
+    else:
+        reason = MALFORMED
+    return XmlIntakeError.of(reason, message, line, column)
+
+
+# --- prolog: encoding sanity and DOCTYPE, before libxml2 sees a byte ---------------------------
+
+_BOMS: tuple[tuple[bytes, str], ...] = (
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF32_LE, "utf-32-le"),  # before UTF-16 LE: its BOM is a prefix of this one
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+)
+# Declared encodings compatible with each byte order mark (names normalised by _norm).
+_BOM_DECLARATIONS: dict[str, frozenset[str]] = {
+    "utf-8": frozenset({"utf8"}),
+    "utf-16-le": frozenset({"utf16", "utf16le", "iso10646ucs2", "ucs2"}),
+    "utf-16-be": frozenset({"utf16", "utf16be", "iso10646ucs2", "ucs2"}),
+    "utf-32-le": frozenset({"utf32", "utf32le", "iso10646ucs4", "ucs4"}),
+    "utf-32-be": frozenset({"utf32", "utf32be", "iso10646ucs4", "ucs4"}),
+}
+_WIDE_ENCODINGS = frozenset({"utf16", "utf16le", "utf16be", "utf32", "utf32le", "utf32be", "ucs2", "ucs4"})
+_WIDE_ENCODINGS |= {"iso10646ucs2", "iso10646ucs4"}
+_DECLARATION = re.compile(r"<\?xml[ \t\r\n][^>]*?\?>")
+_ENCODING = re.compile(r"""encoding[ \t\r\n]*=[ \t\r\n]*(["'])([A-Za-z][A-Za-z0-9._-]*)\1""")
+_PROLOG_PREFIX = 4096
+
+
+def _norm(encoding: str) -> str:
+    return re.sub(r"[-_.]", "", encoding.lower())
+
+
+def _check_prolog(data: bytes) -> None:
+    """Refuse empty bodies, encodings that contradict the bytes, and any DOCTYPE."""
+    bom_codec = next((codec for bom, codec in _BOMS if data.startswith(bom)), None)
+    if bom_codec is None and len(data) >= 2 and (data[0] == 0 or data[1] == 0):
+        # A NUL is never legal XML text, so this is UTF-16/32 without the byte order mark the
+        # XML spec requires for them; libxml2 would guess, we refuse to.
+        raise XmlIntakeError.of(BAD_ENCODING, "UTF-16/UTF-32 content without a byte order mark", 1, 1)
+
+    text, complete = _prolog_text(data, bom_codec)
+    if not text.strip(" \t\r\n") and complete:
+        raise XmlIntakeError.of(EMPTY, "the body contains no XML document")
+
+    declared = None
+    declaration = _DECLARATION.match(text)
+    if declaration:
+        found = _ENCODING.search(declaration.group(0))
+        declared = found.group(2) if found else None
+    if declared is not None:
+        name = _norm(declared)
+        if bom_codec is not None and name not in _BOM_DECLARATIONS[bom_codec]:
+            raise XmlIntakeError.of(
+                BAD_ENCODING, f"declared encoding {declared!r} contradicts the {bom_codec} byte order mark", 1, 1
+            )
+        if bom_codec is None and name in _WIDE_ENCODINGS:
+            raise XmlIntakeError.of(
+                BAD_ENCODING, f"declared encoding {declared!r} but the bytes are not {declared}", 1, 1
+            )
+
+    start = declaration.end() if declaration else 0
+    offset = _doctype_offset(text, start)
+    if offset == _UNKNOWN and not complete:
+        text, _ = _prolog_text(data, bom_codec, whole=True)
+        offset = _doctype_offset(text, start)
+    if offset >= 0:
+        line = text.count("\n", 0, offset) + 1
+        column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+        raise XmlIntakeError.of(DOCTYPE_FORBIDDEN, "documents with a DOCTYPE are not accepted", line, column)
+
+
+def _prolog_text(data: bytes, bom_codec: str | None, whole: bool = False) -> tuple[str, bool]:
+    """The start of the document as text, and whether it is all of it.
+
+    For byte-oriented encodings latin-1 is used: it maps bytes 1:1 and markup characters are
+    ASCII in all of them, so structure can be scanned without knowing the real encoding.
+    """
+    if bom_codec is None:
+        chunk = data if whole else data[:_PROLOG_PREFIX]
+        return chunk.decode("latin-1"), len(chunk) == len(data)
+    body = data[len(next(bom for bom, codec in _BOMS if codec == bom_codec)) :]
+    if bom_codec == "utf-8":
+        chunk = body if whole else body[:_PROLOG_PREFIX]
+        return chunk.decode("latin-1"), len(chunk) == len(body)
+    try:
+        # Wide encodings are decoded whole: libxml2 would have to anyway, and it gives an
+        # exact position for bytes that are not valid in the encoding.
+        return body.decode(bom_codec), True
+    except UnicodeDecodeError as exc:
+        raise XmlIntakeError.of(BAD_ENCODING, f"bytes not valid {bom_codec} at offset {exc.start}") from None
+
+
+_NONE, _UNKNOWN = -1, -2
+
+
+def _doctype_offset(text: str, start: int) -> int:
+    """Offset of a DOCTYPE in the prolog, _NONE if the root (or junk) comes first, _UNKNOWN
+    if ``text`` ends inside the prolog."""
+    i, end = start, len(text)
+    while i < end:
+        if text[i] in " \t\r\n":
+            i += 1
+        elif text.startswith("<!--", i):
+            close = text.find("-->", i + 4)
+            if close < 0:
+                return _UNKNOWN
+            i = close + 3
+        elif text.startswith("<?", i):
+            close = text.find("?>", i + 2)
+            if close < 0:
+                return _UNKNOWN
+            i = close + 2
+        elif text.startswith("<!DOCTYPE", i):
+            return i
+        else:
+            return _NONE
+    return _UNKNOWN
