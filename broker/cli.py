@@ -140,3 +140,7 @@ def clients_add(
         raise click.ClickException(str(error)) from None
     click.echo(f"created {role} client {name!r}; its token (store it now, it is not shown again):")
     click.echo(token)
+
+
+if __name__ == "__main__":
+    main()

@@ -82,7 +82,7 @@ class BrokerContext:
 
     def adapter_for(self, authority: AuthoritySpec, session: Session) -> EvidenceAdapter:
         if authority.binding == "in_process":
-            return reference_adapter(session, authority.id, authority.name, authority.ars, authority.register)
+            return reference_adapter(session, authority.id, authority.name, authority.ars, authority.register_kind)
         raise NotImplementedError(f"binding {authority.binding}")
 
     def check_evidence(self, evidence: bytes, evidence_type: EvidenceTypeSpec) -> None:
@@ -98,6 +98,13 @@ class BrokerContext:
                 None,
             )
         self.catalogue.validate(root)
+
+    def evidence_as_json(self, sealed: bytes) -> dict[str, object]:
+        """Delivered evidence decoded to JSON by its schema (the seal itself is left out)."""
+        root = parse_xml(sealed, self.xml_limits)
+        for signature in root.findall("{http://www.w3.org/2000/09/xmldsig#}Signature"):
+            root.remove(signature)
+        return self.catalogue.to_json(root)
 
     def seal(self, evidence: bytes) -> bytes:
         private_key, certificate = self.keys.sealing_key()

@@ -1,12 +1,30 @@
-"""Shared fixtures. Data under ../shared is read from there, never copied into the project."""
+"""Shared fixtures. Data under ../shared is read from there, never copied into the project.
 
+Database tests run on SQLite always and on PostgreSQL when ``BROKER_TEST_POSTGRES_URL`` is set
+(CI sets it and ``BROKER_TEST_REQUIRE_POSTGRES=1``, so there PostgreSQL never skips silently).
+Each test session gets its own throwaway PostgreSQL database, so concurrent runs don't collide.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
+from sqlalchemy import create_engine, make_url
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 SHARED_DIR = (REPO_DIR / ".." / "shared").resolve()
 ASSETS_DIR = REPO_DIR / "tests" / "assets"
+BACKENDS = ["sqlite", "postgresql"]
 
 
 @pytest.fixture(scope="session")
@@ -14,3 +32,159 @@ def shared_dir() -> Path:
     if not SHARED_DIR.is_dir():
         pytest.fail(f"../shared not found at {SHARED_DIR}: the tests read shared data from there")
     return SHARED_DIR
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> str:
+    url = os.environ.get("BROKER_TEST_POSTGRES_URL")
+    if not url:
+        if os.environ.get("BROKER_TEST_REQUIRE_POSTGRES") == "1":
+            pytest.fail("BROKER_TEST_REQUIRE_POSTGRES=1 but BROKER_TEST_POSTGRES_URL is not set")
+        pytest.skip("PostgreSQL tests need BROKER_TEST_POSTGRES_URL")
+    return url
+
+
+def create_postgres_database(server_url: str) -> tuple[str, Callable[[], None]]:
+    """A fresh database on the server; returns its URL and a function that drops it."""
+    name = f"broker_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False), drop
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _database_url(backend: str, request: pytest.FixtureRequest, directory: Path) -> Iterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite:///{directory / 'broker.db'}"
+        return
+    server = request.getfixturevalue("postgres_server_url")
+    url, drop = create_postgres_database(server)
+    try:
+        yield url
+    finally:
+        drop()
+
+
+@pytest.fixture
+def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database (not migrated) for one test, on each backend."""
+    yield from _database_url(backend, request, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def seeded_database_url(backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated database with the demo data, shared by a backend's tests (they must not rely on it staying pristine)."""
+    from broker.db.migrate import upgrade
+    from broker.db.session import make_engine, make_session_factory, unit_of_work
+    from broker.demo.seed import seed
+
+    for url in _database_url(backend, request, tmp_path_factory.mktemp(f"db-{backend}")):
+        engine = make_engine(url)
+        upgrade(engine)
+        with unit_of_work(make_session_factory(engine)) as session:
+            seed(session)
+        engine.dispose()
+        yield url
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LiveBroker:
+    """A real `broker serve` process on loopback."""
+
+    base_url: str
+    database_url: str
+    keys_dir: Path
+    log_path: Path
+    env: dict[str, str]
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=30)
+
+    def add_client(self, role: str, *allow: str, agent: str | None = None, authority: str | None = None) -> str:
+        """Create a client through the real CLI, as an operator would; returns its token."""
+        name = f"{role}-{uuid.uuid4().hex[:8]}"
+        args = [sys.executable, "-m", "broker.cli", "clients", "add", name, "--role", role]
+        for grant in allow:
+            args += ["--allow", grant]
+        if agent:
+            args += ["--agent", agent]
+        if authority:
+            args += ["--authority", authority]
+        done = subprocess.run(args, env=self.env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip().splitlines()[-1]
+
+    def logs(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+def start_broker(database_url: str, directory: Path, extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], LiveBroker]:
+    port = free_port()
+    keys_dir = directory / "keys"
+    log_path = directory / "broker.log"
+    env = {
+        **os.environ,
+        "BROKER_DATABASE_URL": database_url,
+        "BROKER_KEYS_DIR": str(keys_dir),
+        "BROKER_LOG_LEVEL": "info",
+        **(extra_env or {}),
+    }
+    if make_url(database_url).get_backend_name() == "postgresql":
+        subprocess.run([sys.executable, "-m", "broker.cli", "db", "upgrade"], env=env, check=True, timeout=120)
+    log_file = log_path.open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "broker.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+    broker = LiveBroker(f"http://127.0.0.1:{port}", database_url, keys_dir, log_path, env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"broker exited with {process.returncode}:\n{broker.logs()}")
+        try:
+            if httpx.get(f"{broker.base_url}/readyz", timeout=1).status_code == 200:
+                return process, broker
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"broker did not become ready:\n{broker.logs()}")
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def live_broker(seeded_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
+    """A real broker process per backend, on the seeded demo database."""
+    process, broker = start_broker(seeded_database_url, tmp_path_factory.mktemp("broker"))
+    try:
+        yield broker
+    finally:
+        stop_process(process)

@@ -68,7 +68,7 @@ class Authority(Base):
     name: Mapped[str] = mapped_column(String(300))
     # The Regionalschlüssel (or prefix of it) of the area the authority is responsible for.
     ars: Mapped[str] = mapped_column(String(12))
-    register: Mapped[str] = mapped_column(String(50))  # melderegister | standesamt | gewerberegister
+    register_kind: Mapped[str] = mapped_column(String(50))  # melderegister | standesamt | gewerberegister
     binding: Mapped[str] = mapped_column(String(20), default="in_process")  # in_process | http_push | pull
     endpoint_url: Mapped[str | None] = mapped_column(String(500))
     timeout_seconds: Mapped[float] = mapped_column(default=5.0)

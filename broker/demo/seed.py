@@ -76,9 +76,9 @@ def seed(session: Session, registry: RegistryDocument | None = None) -> SeedSumm
         session.execute(delete(model))
 
     rng = random.Random(20261124)
-    by_register = {a.register: [] for a in document.authorities}  # type: dict[str, list[AuthoritySpec]]
+    by_register = {a.register_kind: [] for a in document.authorities}  # type: dict[str, list[AuthoritySpec]]
     for authority in document.authorities:
-        by_register[authority.register].append(authority)
+        by_register[authority.register_kind].append(authority)
     standesamt_of = {a.ars[:5]: a for a in by_register.get("standesamt", [])}
     gewerbe_of = {a.ars[:5]: a for a in by_register.get("gewerberegister", [])}
 

@@ -47,9 +47,8 @@ def exchange_out(exchange: Exchange) -> ExchangeOut:
     )
 
 
-def _answer(exchange: Exchange, status: int | None = None) -> JSONResponse:
+def _answer(exchange: Exchange, problem: Problem | None) -> JSONResponse:
     body = exchange_out(exchange).model_dump(mode="json", exclude_none=True)
-    problem = problem_of(exchange)
     if problem is not None:
         # The problem document names what went wrong and still carries the exchange for reference.
         return JSONResponse(
@@ -57,7 +56,7 @@ def _answer(exchange: Exchange, status: int | None = None) -> JSONResponse:
             status_code=problem.status,
             media_type=PROBLEM_MEDIA_TYPE,
         )
-    code = status or (200 if exchange.state == "delivered" else 202)
+    code = 200 if exchange.state == "delivered" else 202
     headers = {"Location": body["links"]["self"]} if code in (201, 202) else None
     return JSONResponse(body, status_code=code, headers=headers)
 
@@ -77,7 +76,7 @@ def create_evidence_request(
     deps = context.exchange_dependencies()
     with context.unit_of_work() as session:
         result = request_evidence(session, deps, principal, body, idempotency_key)
-    return _answer(result.exchange)
+    return _answer(result.exchange, result.problem)
 
 
 def _owned(context: Context, principal: Requester, exchange_id: str) -> Exchange:

@@ -50,6 +50,8 @@ class ExchangeDependencies:
 @dataclass(frozen=True)
 class ExchangeResult:
     exchange: Exchange
+    # Why a refused or failed exchange ended, with every detail (field errors, candidate prefixes).
+    problem: Problem | None = None
     replayed: bool = False
 
 
@@ -75,7 +77,7 @@ def request_evidence(
                     "idempotency.key_reused",
                     "This Idempotency-Key was used before with a different request body.",
                 )
-            return ExchangeResult(earlier, replayed=True)
+            return ExchangeResult(earlier, problem_of(earlier), replayed=True)
 
     subject = body.subject.to_subject()
     now = deps.clock()
@@ -109,13 +111,12 @@ def request_evidence(
         authority = deps.registry.route(body.evidence_type, body.jurisdiction)
     except Problem as refusal:
         end(session, deps, exchange, principal, "rejected", refusal)
-        return ExchangeResult(exchange)
+        return ExchangeResult(exchange, refusal)
     exchange.authority_id = authority.id
     exchange.state = "routed"
     _log_step(session, deps, exchange, principal, "routed")
     query = EvidenceQuery(exchange.id, evidence_type.id, authority.id, body.jurisdiction, subject)
-    complete(session, deps, exchange, principal, evidence_type, authority, query)
-    return ExchangeResult(exchange)
+    return ExchangeResult(exchange, complete(session, deps, exchange, principal, evidence_type, authority, query))
 
 
 def authorise(session: Session, exchange: Exchange, principal: Principal, deps: ExchangeDependencies) -> None:
@@ -154,8 +155,8 @@ def complete(
     evidence_type: EvidenceTypeSpec,
     authority: AuthoritySpec,
     query: EvidenceQuery,
-) -> None:
-    """Ask the authority, check and seal what it returns, and end the exchange."""
+) -> Problem | None:
+    """Ask the authority, check and seal what it returns, and end the exchange. Returns why it failed."""
     try:
         outcome = deps.adapter_for(authority, session).fetch(query)
     except Exception as error:  # a faulty adapter must end the exchange, not the request
@@ -194,8 +195,9 @@ def complete(
             )
         else:
             deliver(session, deps, exchange, principal, outcome.evidence)
-            return
+            return None
     end(session, deps, exchange, principal, "failed", problem)
+    return problem
 
 
 def deliver(

@@ -31,7 +31,7 @@ def read_document(session: Session) -> RegistryDocument:
                 id=a.id,
                 name=a.name,
                 ars=a.ars,
-                register=a.register,
+                register_kind=a.register_kind,
                 binding=a.binding,
                 endpoint_url=a.endpoint_url,
                 timeout_seconds=a.timeout_seconds,

@@ -27,7 +27,7 @@ class AuthoritySpec(BaseModel):
     id: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
     name: str
     ars: str = ArsPrefix
-    register: Literal["melderegister", "standesamt", "gewerberegister"]
+    register_kind: Literal["melderegister", "standesamt", "gewerberegister"]
     binding: Literal["in_process", "http_push", "pull"] = "in_process"
     endpoint_url: str | None = None
     timeout_seconds: float = Field(default=5.0, gt=0, le=120)

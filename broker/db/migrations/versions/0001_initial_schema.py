@@ -22,7 +22,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(length=100), nullable=False),
         sa.Column("name", sa.String(length=300), nullable=False),
         sa.Column("ars", sa.String(length=12), nullable=False),
-        sa.Column("register", sa.String(length=50), nullable=False),
+        sa.Column("register_kind", sa.String(length=50), nullable=False),
         sa.Column("binding", sa.String(length=20), nullable=False),
         sa.Column("endpoint_url", sa.String(length=500), nullable=True),
         sa.Column("timeout_seconds", sa.Double(), nullable=False),
