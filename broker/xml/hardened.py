@@ -80,7 +80,7 @@ class XmlIntakeError(Exception):
         column: int | None = None,
         path: str | None = None,
     ) -> None:
-        super().__init__(f"{reason}: {detail}")
+        super().__init__(f"{reason}: {detail}" + (f" [{path}]" if path else ""))
         self.status = status
         self.reason = reason
         self.detail = detail
@@ -124,7 +124,8 @@ def check_media_type(content_type: str | None, allowed: Collection[str]) -> str:
         raise XmlIntakeError.of(UNSUPPORTED_MEDIA_TYPE, "no Content-Type given")
     if media not in {a.lower() for a in allowed}:
         expected = ", ".join(sorted(allowed))
-        raise XmlIntakeError.of(UNSUPPORTED_MEDIA_TYPE, f"media type {media!r} not accepted here ({expected})")
+        detail = f"media type {media!r} not accepted here ({expected})"
+        raise XmlIntakeError.of(UNSUPPORTED_MEDIA_TYPE, detail)
     return media
 
 
@@ -264,7 +265,12 @@ def _parse_incrementally(data: bytes, limits: XmlLimits) -> etree._Element:
 
 _ENCODING_ERRORS = frozenset(
     getattr(etree.ErrorTypes, name)
-    for name in ("ERR_INVALID_ENCODING", "ERR_UNSUPPORTED_ENCODING", "ERR_UNKNOWN_ENCODING", "ERR_ENCODING_NAME")
+    for name in (
+        "ERR_INVALID_ENCODING",
+        "ERR_UNSUPPORTED_ENCODING",
+        "ERR_UNKNOWN_ENCODING",
+        "ERR_ENCODING_NAME",
+    )
 )
 _LOCATION_SUFFIX = re.compile(r", line \d+, column \d+$")
 
@@ -329,9 +335,8 @@ def _check_prolog(data: bytes) -> None:
     if declared is not None:
         name = _norm(declared)
         if bom_codec is not None and name not in _BOM_DECLARATIONS[bom_codec]:
-            raise XmlIntakeError.of(
-                BAD_ENCODING, f"declared encoding {declared!r} contradicts the {bom_codec} byte order mark", 1, 1
-            )
+            detail = f"declared encoding {declared!r} contradicts the {bom_codec} byte order mark"
+            raise XmlIntakeError.of(BAD_ENCODING, detail, 1, 1)
         if bom_codec is None and name in _WIDE_ENCODINGS:
             raise XmlIntakeError.of(
                 BAD_ENCODING, f"declared encoding {declared!r} but the bytes are not {declared}", 1, 1

@@ -1,0 +1,103 @@
+"""``broker schemas …``: list the catalogue, validate files through the intake door, import sets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+import broker
+from broker.xml.catalogue import CatalogueError, SchemaCatalogue, SchemaEntry, import_schemas
+from broker.xml.hardened import XmlIntakeError, parse_xml
+
+
+def catalogue_dirs() -> list[Path]:
+    """The project's ``xsd/`` followed by the ``BROKER_SCHEMA_PATH`` directories, in order."""
+    own = Path(broker.__file__).resolve().parents[1] / "xsd"
+    return ([own] if own.is_dir() else []) + _schema_path()
+
+
+def _schema_path() -> list[Path]:
+    value = os.environ.get("BROKER_SCHEMA_PATH", "")
+    return [Path(p) for p in value.split(os.pathsep) if p.strip()]
+
+
+def _load() -> SchemaCatalogue:
+    try:
+        return SchemaCatalogue(catalogue_dirs())
+    except CatalogueError as exc:
+        raise click.ClickException(f"schema catalogue: {exc}") from None
+
+
+def _entry_line(entry: SchemaEntry) -> str:
+    fields = [
+        entry.namespace or "(no namespace)",
+        ",".join(entry.root_elements) or "-",
+        str(entry.file),
+        f"XSD {entry.xsd_version}",
+    ]
+    if entry.shadowed_by is not None:
+        fields.append(f"(shadowed by {entry.shadowed_by})")
+    return "\t".join(fields)
+
+
+@click.group("schemas")
+def schemas() -> None:
+    """The XML schema catalogue (xsd/ plus BROKER_SCHEMA_PATH)."""
+
+
+@schemas.command("list")
+def list_schemas() -> None:
+    """One line per schema file: namespace, root elements, file, XSD version."""
+    for entry in _load().entries():
+        click.echo(_entry_line(entry))
+
+
+@schemas.command("validate")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+def validate(files: tuple[Path, ...]) -> None:
+    """Check FILEs exactly as the broker checks inbound XML; exit 0 only if all pass."""
+    catalogue = _load()
+    failed = 0
+    for file in files:
+        try:
+            catalogue.validate(parse_xml(file.read_bytes()))
+        except XmlIntakeError as exc:
+            failed += 1
+            where = f"{exc.line or 0}:{exc.column or 0}"
+            path = f" [{exc.path}]" if exc.path else ""
+            click.echo(f"{file}:{where}: {exc.reason}: {exc.detail}{path}")
+        except OSError as exc:
+            failed += 1
+            click.echo(f"{file}:0:0: file.unreadable: {exc.strerror or exc}")
+        else:
+            click.echo(f"{file}: ok")
+    if failed:
+        raise SystemExit(1)
+
+
+@schemas.command("import")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--into",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Target directory (default: first BROKER_SCHEMA_PATH entry, else var/schemas).",
+)
+def import_command(source: Path, into: Path | None) -> None:
+    """Copy the .xsd files of a directory or .zip into the schema path, after checking they compile."""
+    target = into or next(iter(_schema_path()), Path("var/schemas"))
+    context = [d for d in catalogue_dirs() if d.is_dir()]
+    try:
+        entries = import_schemas(source, target, context_dirs=context)
+    except CatalogueError as exc:
+        raise click.ClickException(str(exc)) from None
+    for entry in entries:
+        click.echo(_entry_line(entry))
+    click.echo(f"imported {len(entries)} schema files into {target}")
+    if not any(target.resolve().is_relative_to(d.resolve()) for d in catalogue_dirs()):
+        click.echo(f"note: {target} is not on BROKER_SCHEMA_PATH, so the broker will not load it", err=True)
+
+
+if __name__ == "__main__":  # python -m broker.xml.commands, until broker/cli.py registers the group
+    schemas()
