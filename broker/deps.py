@@ -13,7 +13,7 @@ from broker.context import BrokerContext
 
 
 def get_context(request: Request) -> BrokerContext:
-    return request.app.state.context  # type: ignore[no-any-return]
+    return request.app.state.context
 
 
 Context = Annotated[BrokerContext, Depends(get_context)]

@@ -83,8 +83,13 @@ def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
 
 
 @pytest.fixture(scope="session")
-def seeded_database_url(backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A migrated database with the demo data, shared by a backend's tests (they must not rely on it staying pristine)."""
+def seeded_database_url(
+    backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A migrated database with the demo data, shared by a backend's tests.
+
+    Tests add to it (clients, exchanges, log entries); none may rely on it staying pristine.
+    """
     from broker.db.migrate import upgrade
     from broker.db.session import make_engine, make_session_factory, unit_of_work
     from broker.demo.seed import seed
@@ -118,7 +123,9 @@ class LiveBroker:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=30)
 
-    def add_client(self, role: str, *allow: str, agent: str | None = None, authority: str | None = None) -> str:
+    def add_client(
+        self, role: str, *allow: str, agent: str | None = None, authority: str | None = None
+    ) -> str:
         """Create a client through the real CLI, as an operator would; returns its token."""
         name = f"{role}-{uuid.uuid4().hex[:8]}"
         args = [sys.executable, "-m", "broker.cli", "clients", "add", name, "--role", role]
@@ -136,7 +143,9 @@ class LiveBroker:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
 
-def start_broker(database_url: str, directory: Path, extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], LiveBroker]:
+def start_broker(
+    database_url: str, directory: Path, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], LiveBroker]:
     port = free_port()
     keys_dir = directory / "keys"
     log_path = directory / "broker.log"
@@ -148,7 +157,9 @@ def start_broker(database_url: str, directory: Path, extra_env: dict[str, str] |
         **(extra_env or {}),
     }
     if make_url(database_url).get_backend_name() == "postgresql":
-        subprocess.run([sys.executable, "-m", "broker.cli", "db", "upgrade"], env=env, check=True, timeout=120)
+        subprocess.run(
+            [sys.executable, "-m", "broker.cli", "db", "upgrade"], env=env, check=True, timeout=120
+        )
     log_file = log_path.open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "broker.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],

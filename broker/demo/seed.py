@@ -118,7 +118,7 @@ def seed(session: Session, registry: RegistryDocument | None = None) -> SeedSumm
                     "register_id": standesamt.id,
                     "entry_number": f"G {person['birth_date'].year}/{len(births) + 1:05d}",
                     "sex": sex,
-                    "mother_name": f"{rng.choice(GIVEN_NAMES[:10])[0]} {person.get('birth_name') or person['family_name']}",
+                    "mother_name": f"{rng.choice(GIVEN_NAMES[:10])[0]} {person['birth_name'] or person['family_name']}",
                     "father_name": f"{rng.choice(GIVEN_NAMES[10:20])[0]} {person['family_name']}",
                 }
             )

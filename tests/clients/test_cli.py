@@ -40,7 +40,10 @@ def test_clients_add_prints_token_and_stores_hash(database_url: str) -> None:
     engine.dispose()
     assert client.token_hash == hash_token(token) and token not in client.token_hash
     assert client.agent_id == "0096:DK22233223"
-    assert grants == {("urn:de:nachweis:geburtsurkunde", None), ("urn:de:nachweis:meldebescheinigung", "Wohngeld")}
+    assert grants == {
+        ("urn:de:nachweis:geburtsurkunde", None),
+        ("urn:de:nachweis:meldebescheinigung", "Wohngeld"),
+    }
 
     again = run(database_url, "clients", "add", "dk-portal", "--role", "requester")
     assert again.exit_code != 0 and "exists already" in again.output

@@ -85,11 +85,19 @@ def test_erika_geburtsurkunde_by_idnr(live_broker: LiveBroker, requester: str) -
 def test_gewerbeanmeldung_of_a_seeded_business(live_broker: LiveBroker, requester: str) -> None:
     engine = create_engine(live_broker.database_url)
     with engine.connect() as connection:
-        owner = connection.execute(select(BusinessRegistration).order_by(BusinessRegistration.id).limit(1)).one()
+        owner = connection.execute(
+            select(BusinessRegistration).order_by(BusinessRegistration.id).limit(1)
+        ).one()
     engine.dispose()
-    subject = {"family_name": owner.family_name, "given_name": owner.given_name, "birth_date": str(owner.birth_date)}
+    subject = {
+        "family_name": owner.family_name,
+        "given_name": owner.given_name,
+        "birth_date": str(owner.birth_date),
+    }
     answer = post(
-        live_broker, requester, request_body(GEWERBE, jurisdiction=owner.municipality_ars, subject={"idnr": owner.idnr})
+        live_broker,
+        requester,
+        request_body(GEWERBE, jurisdiction=owner.municipality_ars, subject={"idnr": owner.idnr}),
     )
     assert answer.status_code == 200, answer.text
     with live_broker.client(requester) as client:
@@ -132,7 +140,8 @@ def test_requester_without_grant_is_refused_and_refusal_is_logged(live_broker: L
     engine = create_engine(live_broker.database_url)
     with engine.connect() as connection:
         events = connection.execute(
-            text("SELECT event, body FROM log_entries WHERE exchange_id = :id ORDER BY seq"), {"id": exchange_id}
+            text("SELECT event, body FROM log_entries WHERE exchange_id = :id ORDER BY seq"),
+            {"id": exchange_id},
         ).all()
     engine.dispose()
     assert [e.event for e in events] == ["received", "refused"]
@@ -190,7 +199,12 @@ def test_revoked_consent_is_refused(live_broker: LiveBroker, requester: str) -> 
     with live_broker.client(requester) as client:
         consent_id = client.post(
             "/v1/consents",
-            json={"subject": ERIKA, "evidence_types": [MELDE], "purpose": "Wohngeldantrag", "valid_until": "2099-01-01T00:00:00Z"},
+            json={
+                "subject": ERIKA,
+                "evidence_types": [MELDE],
+                "purpose": "Wohngeldantrag",
+                "valid_until": "2099-01-01T00:00:00Z",
+            },
         ).json()["id"]
         assert client.delete(f"/v1/consents/{consent_id}").json()["revoked_at"] is not None
     answer = post(live_broker, requester, request_body(consent_id=consent_id, explicit_request=False))
@@ -264,7 +278,9 @@ def test_no_route_names_type_and_jurisdiction(live_broker: LiveBroker, requester
     assert GEBURT in problem["detail"] and "09162" in problem["detail"]
 
 
-def test_missing_jurisdiction_where_several_authorities_serve(live_broker: LiveBroker, requester: str) -> None:
+def test_missing_jurisdiction_where_several_authorities_serve(
+    live_broker: LiveBroker, requester: str
+) -> None:
     body = request_body()
     del body["jurisdiction"]
     answer = post(live_broker, requester, body)
@@ -287,7 +303,9 @@ def test_unknown_person_is_404(live_broker: LiveBroker, requester: str) -> None:
     assert answer.json()["reason"] == "subject.not_found"
 
 
-def test_two_matching_entries_are_409_until_more_attributes_are_given(live_broker: LiveBroker, requester: str) -> None:
+def test_two_matching_entries_are_409_until_more_attributes_are_given(
+    live_broker: LiveBroker, requester: str
+) -> None:
     twins = {"family_name": "Schulz", "given_name": "Jan", "birth_date": "1990-01-01"}
     answer = post(live_broker, requester, request_body(subject=twins))
     assert answer.status_code == 409
@@ -295,7 +313,9 @@ def test_two_matching_entries_are_409_until_more_attributes_are_given(live_broke
     engine = create_engine(live_broker.database_url)
     with engine.connect() as connection:
         idnr = connection.execute(
-            text("SELECT idnr FROM residents WHERE family_name = 'Schulz' AND given_name = 'Jan' AND birth_date = :d"),
+            text(
+                "SELECT idnr FROM residents WHERE family_name = 'Schulz' AND given_name = 'Jan' AND birth_date = :d"
+            ),
             {"d": date(1990, 1, 1)},
         ).first()[0]
     engine.dispose()
@@ -303,7 +323,9 @@ def test_two_matching_entries_are_409_until_more_attributes_are_given(live_broke
 
 
 def test_idnr_that_contradicts_the_names_does_not_match(live_broker: LiveBroker, requester: str) -> None:
-    answer = post(live_broker, requester, request_body(subject={"idnr": ERIKA_IDNR, **ERIKA, "given_name": "Max"}))
+    answer = post(
+        live_broker, requester, request_body(subject={"idnr": ERIKA_IDNR, **ERIKA, "given_name": "Max"})
+    )
     assert answer.status_code == 404
 
 
@@ -321,7 +343,9 @@ def test_case_and_accents_do_not_matter(live_broker: LiveBroker, requester: str)
         {**ERIKA, "birth_date": "12.08.1964"},
     ],
 )
-def test_unusable_subject_is_422_naming_the_field(live_broker: LiveBroker, requester: str, subject: dict[str, str]) -> None:
+def test_unusable_subject_is_422_naming_the_field(
+    live_broker: LiveBroker, requester: str, subject: dict[str, str]
+) -> None:
     answer = post(live_broker, requester, request_body(subject=subject))
     assert answer.status_code == 422
     problem = answer.json()
@@ -335,7 +359,9 @@ def test_unusable_subject_is_422_naming_the_field(live_broker: LiveBroker, reque
 def test_malformed_json_is_400(live_broker: LiveBroker, requester: str) -> None:
     with live_broker.client(requester) as client:
         answer = client.post(
-            "/v1/evidence-requests", content=b'{"evidence_type": ', headers={"content-type": "application/json"}
+            "/v1/evidence-requests",
+            content=b'{"evidence_type": ',
+            headers={"content-type": "application/json"},
         )
     assert answer.status_code == 400
     assert answer.json()["reason"] == "request.malformed_json"
@@ -390,8 +416,19 @@ def test_schema_invalid_evidence_fails_the_exchange_with_502(live_broker: LiveBr
 def test_no_personal_data_in_the_logs(live_broker: LiveBroker, requester: str) -> None:
     assert post(live_broker, requester, request_body()).status_code == 200
     assert post(live_broker, requester, request_body(subject={"idnr": ERIKA_IDNR})).status_code == 200
-    assert post(live_broker, requester, request_body(subject={**ERIKA, "given_name": "Erik"})).status_code == 404
+    assert (
+        post(live_broker, requester, request_body(subject={**ERIKA, "given_name": "Erik"})).status_code == 404
+    )
     logs = live_broker.logs()
     assert '"request_id"' in logs  # the log is there and structured
-    for personal in ("Mustermann", "Erika", "Erik", "1964-08-12", "12.08.1964", ERIKA_IDNR, "Gabler", "Schulz"):
+    for personal in (
+        "Mustermann",
+        "Erika",
+        "Erik",
+        "1964-08-12",
+        "12.08.1964",
+        ERIKA_IDNR,
+        "Gabler",
+        "Schulz",
+    ):
         assert personal not in logs, f"{personal!r} appears in the broker's log"
