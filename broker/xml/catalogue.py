@@ -16,6 +16,7 @@ declare ``vc:minVersion="1.1"``.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import posixpath
 import shutil
@@ -403,9 +404,13 @@ class XmlschemaValidator:
                 path=element_path(root),
             )
         with self._lock:
-            error = next(iter(self.schema.iter_errors(root)), None)
-        if error is not None:
-            raise _xmlschema_error(error)
+            errors = list(itertools.islice(self.schema.iter_errors(root), 50))
+        if errors:
+            # xmlschema reports a failed assertion before the bad child value that made it fail;
+            # the deepest error is the one worth showing.
+            deepest = max(errors, key=lambda e: _depth(e.elem))
+            more = len(errors) - 1
+            raise _xmlschema_error(deepest, f" (and {more} more)" if more else "")
 
 
 def import_schemas(
@@ -651,11 +656,15 @@ def _readable_path(root: etree._Element, path: str | None, line: int) -> tuple[s
     return path, line or None
 
 
-def _xmlschema_error(error: xmlschema.XMLSchemaValidationError) -> XmlIntakeError:
+def _depth(value: object) -> int:
+    return sum(1 for _ in value.iterancestors()) if isinstance(value, etree._Element) else -1
+
+
+def _xmlschema_error(error: xmlschema.XMLSchemaValidationError, suffix: str = "") -> XmlIntakeError:
     elem = error.elem
     path = element_path(elem) if isinstance(elem, etree._Element) else error.path
     line = elem.sourceline if isinstance(elem, etree._Element) else error.sourceline
-    return XmlIntakeError.of(SCHEMA_INVALID, error.reason or error.message, line, None, path)
+    return XmlIntakeError.of(SCHEMA_INVALID, (error.reason or error.message) + suffix, line, None, path)
 
 
 def _xmlschema_source(exc: BaseException) -> str:
