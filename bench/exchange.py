@@ -1,0 +1,143 @@
+"""Throughput of a synchronous exchange against a bare FastAPI "hello", same machine, same run.
+
+    python -m bench.exchange [--seconds 15] [--concurrency 16] [--workers 1]
+
+Both servers run as `uvicorn` processes with the same settings (workers, no access log); the
+same asyncio/httpx load generator drives each for the same time. The exchange is the full
+synchronous path on PostgreSQL: bearer auth, policy, routing, in-process adapter, schema check,
+XAdES seal, exchange row and log entries committed. The bar: exchange ≥ 25 % of hello.
+Uses ``BROKER_TEST_POSTGRES_URL`` (default postgresql+psycopg://postgres@127.0.0.1:5432/test) to
+create a throwaway database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import create_postgres_database, free_port, stop_process
+
+ERIKA_REQUEST = {
+    "evidence_type": "urn:de:nachweis:meldebescheinigung",
+    "jurisdiction": "13004",
+    "subject": {"family_name": "Mustermann", "given_name": "Erika", "birth_date": "1964-08-12"},
+    "purpose": "Wohngeldantrag",
+    "legal_basis": "§ 23 WoGG",
+    "explicit_request": True,
+}
+
+
+def serve(app: str, port: int, workers: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    args = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
+    args += ["--workers", str(workers), "--no-access-log", "--log-level", "warning"]
+    if app.endswith("create_app"):
+        args.append("--factory")
+    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=1)
+            return process
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"{app} did not start")
+
+
+async def load(url: str, seconds: float, concurrency: int, **request: object) -> tuple[int, int, list[float]]:
+    ok = failed = 0
+    latencies: list[float] = []
+    deadline = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+
+        async def worker() -> None:
+            nonlocal ok, failed
+            while time.monotonic() < deadline:
+                started = time.perf_counter()
+                answer = await client.request(url=url, **request)  # type: ignore[arg-type]
+                latencies.append(time.perf_counter() - started)
+                if answer.status_code == 200:
+                    ok += 1
+                else:
+                    failed += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return ok, failed, latencies
+
+
+def report(name: str, ok: int, failed: int, latencies: list[float], seconds: float) -> float:
+    rate = ok / seconds
+    quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
+    print(
+        f"{name:<10} {rate:9.1f} req/s  ok={ok} failed={failed}  "
+        f"p50={quantiles[49] * 1000:.1f} ms  p99={quantiles[98] * 1000:.1f} ms"
+    )
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+
+    from broker.clients.service import add_client
+    from broker.db.migrate import upgrade
+    from broker.db.session import make_engine, make_session_factory, unit_of_work
+    from broker.demo.seed import seed
+
+    server = os.environ.get("BROKER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    database_url, drop = create_postgres_database(server)
+    keys = tempfile.mkdtemp(prefix="bench-keys-")
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        engine = make_engine(database_url)
+        upgrade(engine)
+        with unit_of_work(make_session_factory(engine)) as session:
+            seed(session)
+            token = add_client(session, "bench", "requester", [(ERIKA_REQUEST["evidence_type"], None)])  # type: ignore[list-item]
+        engine.dispose()
+        env = {
+            **os.environ,
+            "BROKER_DATABASE_URL": database_url,
+            "BROKER_KEYS_DIR": keys,
+            "BROKER_LOG_LEVEL": "warning",
+        }
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+        hello_port, broker_port = free_port(), free_port()
+        processes.append(serve("bench.hello:app", hello_port, args.workers, env))
+        processes.append(serve("broker.app:create_app", broker_port, args.workers, env))
+        print(f"{args.seconds:.0f} s each, concurrency {args.concurrency}, {args.workers} worker(s), PostgreSQL")
+        hello = asyncio.run(load(f"http://127.0.0.1:{hello_port}/hello", args.seconds, args.concurrency, method="GET"))
+        exchange = asyncio.run(
+            load(
+                f"http://127.0.0.1:{broker_port}/v1/evidence-requests",
+                args.seconds,
+                args.concurrency,
+                method="POST",
+                json=ERIKA_REQUEST,
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        )
+        hello_rate = report("hello", *hello, seconds=args.seconds)
+        exchange_rate = report("exchange", *exchange, seconds=args.seconds)
+        print(f"ratio exchange/hello = {exchange_rate / hello_rate:.1%} (bar: >= 25 %)")
+    finally:
+        for process in processes:
+            stop_process(process)
+        drop()
+
+
+if __name__ == "__main__":
+    main()
