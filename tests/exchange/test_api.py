@@ -432,3 +432,15 @@ def test_no_personal_data_in_the_logs(live_broker: LiveBroker, requester: str) -
         "Schulz",
     ):
         assert personal not in logs, f"{personal!r} appears in the broker's log"
+
+
+def test_evidence_as_json(live_broker: LiveBroker, requester: str) -> None:
+    exchange = post(live_broker, requester, request_body()).json()
+    with live_broker.client(requester) as client:
+        answer = client.get(exchange["evidence"]["href"], params={"format": "json"})
+        unknown = client.get(exchange["evidence"]["href"], params={"format": "yaml"})
+    assert answer.status_code == 200, answer.text
+    text_form = str(answer.json())
+    assert "Mustermann" in text_form and "1964-08-12" in text_form
+    assert "Signature" not in text_form
+    assert unknown.status_code == 422
