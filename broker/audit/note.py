@@ -215,12 +215,8 @@ def _index_verifiers(verifiers: Iterable[Verifier]) -> dict[tuple[str, bytes], V
     return index
 
 
-def open_note(text: str | bytes, verifiers: Iterable[Verifier]) -> tuple[str, list[str]]:
-    """Parse and verify a signed note; return its body and the names of the keys that signed it.
-
-    Lines from unknown keys are ignored, as the spec requires, but a line from a known key that
-    does not verify rejects the whole note, and at least one known key must have signed.
-    """
+def _split_note(text: str | bytes) -> tuple[str, list[_SignatureLine]]:
+    """Parse a signed note into its body and signature lines, without verifying anything."""
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
@@ -239,7 +235,26 @@ def open_note(text: str | bytes, verifiers: Iterable[Verifier]) -> tuple[str, li
     lines = signature_block[:-1].split("\n")
     if len(lines) > MAX_SIGNATURES:
         raise NoteError(f"note has {len(lines)} signatures, more than the limit of {MAX_SIGNATURES}")
-    signatures = [_parse_signature_line(line) for line in lines]
+    return body, [_parse_signature_line(line) for line in lines]
+
+
+def note_signers(text: str | bytes) -> list[tuple[str, bytes]]:
+    """(key name, key ID) of every signature line, *unverified*.
+
+    Only for diagnostics: it lets an auditor's tool say whether a note that failed
+    :func:`open_note` carries a bad signature by a known key or a signature by a foreign one.
+    """
+    _body, signatures = _split_note(text)
+    return [(sig.name, sig.key_id) for sig in signatures]
+
+
+def open_note(text: str | bytes, verifiers: Iterable[Verifier]) -> tuple[str, list[str]]:
+    """Parse and verify a signed note; return its body and the names of the keys that signed it.
+
+    Lines from unknown keys are ignored, as the spec requires, but a line from a known key that
+    does not verify rejects the whole note, and at least one known key must have signed.
+    """
+    body, signatures = _split_note(text)
 
     known = _index_verifiers(verifiers)
     message = body.encode("utf-8")

@@ -2,11 +2,234 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from broker.db.models import LogEntry
+from broker.audit.merkle import NodeId, StoredNode
+from broker.db.models import Checkpoint, LogEntry, MerkleNode
+
+# pg_advisory_xact_lock takes a bigint; derive it from a name so it cannot collide by accident
+# with another feature's lock number.
+INTEGRATOR_LOCK_KEY = int.from_bytes(hashlib.sha256(b"broker.audit.integrator").digest()[:8], "big", signed=True)
+
+# Core tables rather than ORM objects: the integrator and the verifier move rows by the
+# thousand, where building ORM instances would cost more than the queries.
+_log = cast(Table, LogEntry.__table__)
+_nodes = cast(Table, MerkleNode.__table__)
+_checkpoints = cast(Table, Checkpoint.__table__)
+
+# Rows per round trip when streaming the whole log: large enough to amortise the round trip,
+# small enough that a million-entry log never sits in the driver's buffers at once.
+STREAM_CHUNK = 20_000
 
 
 def queue(session: Session, entry: LogEntry) -> LogEntry:
     session.add(entry)
     return entry
+
+
+# --- integrator ---------------------------------------------------------------------------
+
+
+def lock_integrator(session: Session, *, wait: bool) -> bool:
+    """Become the only integrator until the transaction ends; False if ``wait`` is off and it is taken.
+
+    On PostgreSQL a transaction-scoped advisory lock (released by commit, rollback or a dead
+    connection, so a crashed integrator never leaves it behind). On SQLite the engine already
+    opened the transaction with BEGIN IMMEDIATE, which admits one writer at a time; the query
+    below only makes sure that transaction has begun.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        if wait:
+            session.execute(select(func.pg_advisory_xact_lock(INTEGRATOR_LOCK_KEY)))
+            return True
+        return bool(session.execute(select(func.pg_try_advisory_xact_lock(INTEGRATOR_LOCK_KEY))).scalar_one())
+    session.execute(text("SELECT 1"))
+    return True
+
+
+def tree_size(session: Session) -> int:
+    """Size of the tree as of the latest signed checkpoint (the integrator signs every size it makes)."""
+    return int(session.execute(select(func.coalesce(func.max(_checkpoints.c.tree_size), 0))).scalar_one())
+
+
+def queued(session: Session, limit: int) -> list[tuple[int, bytes]]:
+    """(seq, leaf hash) of the oldest queued entries."""
+    rows = session.execute(
+        select(_log.c.seq, _log.c.leaf_hash).where(_log.c.log_index.is_(None)).order_by(_log.c.seq).limit(limit)
+    )
+    return [(seq, bytes(leaf)) for seq, leaf in rows]
+
+
+def queued_count(session: Session) -> int:
+    return int(session.execute(select(func.count()).where(_log.c.log_index.is_(None))).scalar_one())
+
+
+def assign_indices(session: Session, assignments: Sequence[tuple[int, int]]) -> None:
+    """Give each queued entry (seq, log index) its index."""
+    if not assignments:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        # One statement for the whole batch instead of one round trip per row.
+        session.execute(
+            text(
+                "UPDATE log_entries SET log_index = batch.log_index "
+                "FROM unnest(CAST(:seqs AS bigint[]), CAST(:indices AS bigint[])) AS batch(seq, log_index) "
+                "WHERE log_entries.seq = batch.seq"
+            ),
+            {"seqs": [s for s, _ in assignments], "indices": [i for _, i in assignments]},
+        )
+        return
+    session.execute(
+        update(_log).where(_log.c.seq == bindparam("b_seq")).values(log_index=bindparam("b_index")),
+        [{"b_seq": seq, "b_index": index} for seq, index in assignments],
+    )
+
+
+def add_nodes(session: Session, nodes: Sequence[StoredNode]) -> None:
+    if nodes:
+        session.execute(insert(_nodes), [{"level": lv, "index": ix, "hash": h} for lv, ix, h in nodes])
+
+
+def add_checkpoint(session: Session, size: int, root: bytes, note: str, created_at: datetime) -> None:
+    session.execute(insert(_checkpoints).values(tree_size=size, root_hash=root, note=note, created_at=created_at))
+
+
+# --- proofs, checkpoints and receipts -------------------------------------------------------
+
+
+def nodes(session: Session, ids: Collection[NodeId]) -> dict[NodeId, bytes]:
+    """The stored hashes of the given perfect subtrees, in one query; missing ones are absent."""
+    if not ids:
+        return {}
+    by_level: dict[int, list[int]] = {}
+    for level, index in ids:
+        by_level.setdefault(level, []).append(index)
+    # One "level = L AND index IN (…)" term per level rather than a row-value IN: SQLite cannot
+    # use the primary key for the latter and would scan the whole table.
+    rows = session.execute(
+        select(_nodes.c.level, _nodes.c.index, _nodes.c.hash).where(
+            or_(*(and_(_nodes.c.level == level, _nodes.c.index.in_(indices)) for level, indices in by_level.items()))
+        )
+    )
+    return {(level, index): bytes(h) for level, index, h in rows}
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    tree_size: int
+    root_hash: bytes
+    note: str
+
+
+def latest_checkpoint(session: Session) -> StoredCheckpoint | None:
+    row = session.execute(
+        select(_checkpoints.c.tree_size, _checkpoints.c.root_hash, _checkpoints.c.note)
+        .order_by(_checkpoints.c.tree_size.desc())
+        .limit(1)
+    ).first()
+    return StoredCheckpoint(row[0], bytes(row[1]), row[2]) if row else None
+
+
+def checkpoint_at(session: Session, size: int) -> StoredCheckpoint | None:
+    row = session.execute(
+        select(_checkpoints.c.tree_size, _checkpoints.c.root_hash, _checkpoints.c.note).where(
+            _checkpoints.c.tree_size == size
+        )
+    ).first()
+    return StoredCheckpoint(row[0], bytes(row[1]), row[2]) if row else None
+
+
+def entry_position(session: Session, seq: int) -> tuple[int | None, bytes] | None:
+    """(log index or None while queued, leaf hash) of the entry with this seq."""
+    row = session.execute(select(_log.c.log_index, _log.c.leaf_hash).where(_log.c.seq == seq)).first()
+    return (row[0], bytes(row[1])) if row else None
+
+
+# --- the auditors' listing ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EntryFilter:
+    since: datetime | None = None
+    until: datetime | None = None
+    requester: str | None = None
+    authority: str | None = None
+    evidence_type: str | None = None
+    subject: str | None = None
+    event: str | None = None
+    exchange: str | None = None
+
+
+def integrated_entries(
+    session: Session, where: EntryFilter, *, after: int | None, limit: int, upto: int
+) -> list[tuple[int, bytes, bytes]]:
+    """(log index, leaf hash, body) of integrated entries below ``upto``, by index, after ``after``."""
+    query = select(_log.c.log_index, _log.c.leaf_hash, _log.c.body).where(
+        _log.c.log_index.is_not(None), _log.c.log_index < upto
+    )
+    if after is not None:
+        query = query.where(_log.c.log_index > after)
+    if where.since is not None:
+        query = query.where(_log.c.recorded_at >= where.since)
+    if where.until is not None:
+        query = query.where(_log.c.recorded_at < where.until)
+    for column, value in (
+        (_log.c.requester, where.requester),
+        (_log.c.authority, where.authority),
+        (_log.c.evidence_type, where.evidence_type),
+        (_log.c.subject_pseudonym, where.subject),
+        (_log.c.event, where.event),
+        (_log.c.exchange_id, where.exchange),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    rows = session.execute(query.order_by(_log.c.log_index).limit(limit))
+    return [(index, bytes(leaf), bytes(body)) for index, leaf, body in rows]
+
+
+# --- whole-log reads for verification and export ----------------------------------------------
+
+
+def stream_entries(session: Session, upto: int | None = None) -> Iterator[tuple[int, bytes, bytes]]:
+    """(log index, body, leaf hash) of every integrated entry (below ``upto``), in index order."""
+    query = select(_log.c.log_index, _log.c.body, _log.c.leaf_hash).where(_log.c.log_index.is_not(None))
+    if upto is not None:
+        query = query.where(_log.c.log_index < upto)
+    result = session.execute(query.order_by(_log.c.log_index), execution_options={"yield_per": STREAM_CHUNK})
+    for index, body, leaf in result:
+        yield index, bytes(body), bytes(leaf)
+
+
+def stream_nodes(session: Session) -> Iterator[StoredNode]:
+    """Every stored perfect-subtree node, ordered by (level, index)."""
+    result = session.execute(
+        select(_nodes.c.level, _nodes.c.index, _nodes.c.hash).order_by(_nodes.c.level, _nodes.c.index),
+        execution_options={"yield_per": STREAM_CHUNK},
+    )
+    for level, index, h in result:
+        yield level, index, bytes(h)
+
+
+def leaf_level(session: Session, upto: int | None = None) -> list[bytes]:
+    """The stored level-0 nodes (leaf hashes), for indices below ``upto``, in index order."""
+    query = select(_nodes.c.hash).where(_nodes.c.level == 0)
+    if upto is not None:
+        query = query.where(_nodes.c.index < upto)
+    result = session.execute(query.order_by(_nodes.c.index), execution_options={"yield_per": STREAM_CHUNK})
+    return [bytes(h) for (h,) in result]
+
+
+def all_checkpoints(session: Session) -> list[StoredCheckpoint]:
+    rows = session.execute(
+        select(_checkpoints.c.tree_size, _checkpoints.c.root_hash, _checkpoints.c.note).order_by(
+            _checkpoints.c.tree_size
+        )
+    )
+    return [StoredCheckpoint(size, bytes(root), note) for size, root, note in rows]

@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -208,6 +209,15 @@ class LogEntry(Base):
     """
 
     __tablename__ = "log_entries"
+    # The integrator's queue (migration 0002): only not-yet-integrated entries, in seq order.
+    __table_args__ = (
+        Index(
+            "ix_log_entries_queued",
+            "seq",
+            postgresql_where=text("log_index IS NULL"),
+            sqlite_where=text("log_index IS NULL"),
+        ),
+    )
 
     seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     log_index: Mapped[int | None] = mapped_column(BigInteger, unique=True)

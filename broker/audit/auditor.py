@@ -1,0 +1,69 @@
+"""The database side of the auditor tools: read the log in one snapshot and hand it to the pure checks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from broker.audit import repository
+from broker.audit.bundle import ExportSummary, write_bundle
+from broker.audit.note import Verifier
+from broker.audit.verify import EntryScan, Report, verify_log
+from broker.keys.store import KeyStore
+
+
+def checkpoint_verifiers(keys: KeyStore, origin: str) -> list[Verifier]:
+    """Every checkpoint key of the broker, retired ones included: old checkpoints stay verifiable."""
+    if not keys.initialised:
+        # Asking the store for keys would generate fresh ones, which verify nothing.
+        return []
+    return [Verifier(origin, info.public_key) for info in keys.checkpoint_public_keys()]
+
+
+def _snapshot(session: Session) -> None:
+    """Read everything from one snapshot, so an integration committing meanwhile cannot look like tampering.
+
+    SQLite transactions are serialisable already (and this engine opens them with BEGIN IMMEDIATE).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+
+
+def verify_database(
+    session: Session, verifiers: Sequence[Verifier], origin: str, trusted: Sequence[str] = ()
+) -> Report:
+    _snapshot(session)
+    checkpoints = [(c.tree_size, c.root_hash, c.note) for c in repository.all_checkpoints(session)]
+    scan = EntryScan()
+    for index, body, leaf in repository.stream_entries(session):
+        scan.add(body, index=index, recorded_leaf=leaf)
+    return verify_log(
+        checkpoints,
+        scan,
+        verifiers,
+        origin=origin,
+        reference=lambda: repository.leaf_level(session),
+        stored_nodes=lambda: repository.stream_nodes(session),
+        trusted=trusted,
+    )
+
+
+def export_database(
+    session: Session, verifiers: Sequence[Verifier], origin: str, out: Path, now: datetime
+) -> ExportSummary:
+    """Write the log up to its latest checkpoint as an audit bundle."""
+    _snapshot(session)
+    checkpoints = repository.all_checkpoints(session)
+    size = checkpoints[-1].tree_size if checkpoints else 0
+    return write_bundle(
+        out,
+        origin=origin,
+        entries=(body for _index, body, _leaf in repository.stream_entries(session, upto=size)),
+        leaves=repository.leaf_level(session, upto=size),
+        checkpoints=[(c.tree_size, c.note) for c in checkpoints],
+        vkeys=[v.vkey() for v in verifiers],
+        exported_at=now,
+    )

@@ -1,0 +1,156 @@
+"""The integrator: turns queued log entries into leaves of the Merkle tree and signs a checkpoint.
+
+Entries are queued by many processes, each in the transaction of the step it records, so their
+``seq`` values have gaps (aborted transactions) and may commit out of order. One integrator at a
+time takes the oldest queued entries, gives them the next dense log indices, stores the perfect
+subtrees they complete and signs a checkpoint for the new size — all in the caller's single
+transaction, so a crash leaves either the old tree and checkpoint or the new ones, never a mix.
+A checkpoint is signed for every size the tree reaches, which is why the latest checkpoint's
+size *is* the tree size.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from broker.audit import repository
+from broker.audit.merkle import CompactTree
+from broker.audit.note import Checkpoint, sign_note
+from broker.db.session import unit_of_work
+from broker.keys.store import KeyStore
+from broker.logging import get_logger
+
+# Bounds one transaction: with SQLite it holds the only write lock, and with either database a
+# shorter transaction means a shorter wait for whoever queues entries meanwhile.
+DEFAULT_BATCH_SIZE = 10_000
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Integration:
+    integrated: int
+    tree_size: int
+    # The signed note of the new checkpoint, None when nothing was integrated.
+    checkpoint: str | None
+    # False when another process held the integrator lock and this run did nothing.
+    ran: bool = True
+
+
+def integrate(
+    session: Session,
+    keys: KeyStore,
+    origin: str,
+    now: datetime,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    wait: bool = True,
+) -> Integration:
+    """Integrate up to ``batch_size`` queued entries in the caller's transaction (never commits)."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    if not repository.lock_integrator(session, wait=wait):
+        return Integration(0, 0, None, ran=False)
+    # Read only after holding the lock: the previous integrator's commit is then visible.
+    size = repository.tree_size(session)
+    batch = repository.queued(session, batch_size)
+    if not batch:
+        return Integration(0, size, None)
+    tree = CompactTree.from_nodes(size, repository.nodes(session, CompactTree.frontier_nodes(size)))
+    completed = tree.extend(leaf for _seq, leaf in batch)
+    repository.assign_indices(session, [(seq, size + offset) for offset, (seq, _leaf) in enumerate(batch)])
+    repository.add_nodes(session, completed)
+    root = tree.root()
+    _public, private_key = keys.checkpoint_key()
+    note = sign_note(Checkpoint(origin, tree.size, root).body(), origin, private_key)
+    repository.add_checkpoint(session, tree.size, root, note, now)
+    return Integration(len(batch), tree.size, note)
+
+
+def integrate_all(
+    sessions: sessionmaker[Session],
+    keys: KeyStore,
+    origin: str,
+    clock: Callable[[], datetime],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    wait: bool = True,
+) -> Integration:
+    """Drain the queue, one committed transaction per batch; report the total."""
+    total, tree_size, note = 0, 0, None
+    while True:
+        with unit_of_work(sessions) as session:
+            run = integrate(session, keys, origin, clock(), batch_size=batch_size, wait=wait)
+        if not run.ran:
+            return Integration(total, tree_size, note, ran=total > 0)
+        total += run.integrated
+        tree_size = run.tree_size
+        note = run.checkpoint or note
+        if run.integrated < batch_size:
+            return Integration(total, tree_size, note)
+
+
+class BackgroundIntegrator:
+    """Runs the integrator every ``interval`` seconds in a daemon thread of a serving process.
+
+    Every broker process runs one; they do not wait for each other (``wait=False``), so at any
+    moment one of them integrates and the others skip that round.
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        keys: KeyStore,
+        origin: str,
+        clock: Callable[[], datetime],
+        interval: float,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
+        self._sessions = sessions
+        self._keys = keys
+        self._origin = origin
+        self._clock = clock
+        self._interval = interval
+        self._batch_size = batch_size
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="log-integrator", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._stop.set()
+        thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                result = integrate_all(
+                    self._sessions,
+                    self._keys,
+                    self._origin,
+                    self._clock,
+                    batch_size=self._batch_size,
+                    wait=False,
+                )
+                if result.integrated:
+                    log.debug("log_integrated", entries=result.integrated, tree_size=result.tree_size)
+            except Exception as error:
+                # A failed round is rolled back whole; the next round retries the same queue.
+                # The driver's message names only tables, seqs and indices: the log holds no personal data.
+                detail = str(getattr(error, "orig", None) or error)[:300]
+                log.error("log_integration_failed", error_type=type(error).__name__, detail=detail)
+            self._stop.wait(self._interval)
