@@ -82,10 +82,36 @@ class AdapterOutcome:
     kind: OutcomeKind
     evidence: bytes | None = None
     detail: str = ""
+    # For FAILED outcomes of the remote bindings: a stable reason code for the log (e.g.
+    # ``authority.timeout``), and whether the authority ran out of time (504 rather than 502).
+    reason: str | None = None
+    timed_out: bool = False
 
     @classmethod
     def found(cls, evidence: bytes) -> AdapterOutcome:
         return cls(OutcomeKind.EVIDENCE, evidence)
+
+    @classmethod
+    def failure(cls, reason: str, detail: str, timed_out: bool = False) -> AdapterOutcome:
+        return cls(OutcomeKind.FAILED, detail=detail, reason=reason, timed_out=timed_out)
+
+    def to_json(self) -> dict[str, Any]:
+        """The non-evidence outcomes as the wire carries them (evidence travels as XML itself)."""
+        data: dict[str, Any] = {"kind": self.kind.value, "detail": self.detail}
+        if self.evidence is not None:
+            data["evidence"] = self.evidence.decode("utf-8")
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AdapterOutcome:
+        kind = OutcomeKind(str(data["kind"]))
+        evidence = data.get("evidence")
+        detail = data.get("detail") or ""
+        if not isinstance(detail, str) or (evidence is not None and not isinstance(evidence, str)):
+            raise ValueError("detail and evidence must be strings")
+        if (kind is OutcomeKind.EVIDENCE) != (evidence is not None):
+            raise ValueError("evidence is present exactly when kind is 'evidence'")
+        return cls(kind, evidence.encode("utf-8") if evidence is not None else None, detail[:500])
 
 
 class EvidenceAdapter(Protocol):

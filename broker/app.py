@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from broker.consent.routes import router as consent_router
@@ -13,20 +16,32 @@ from broker.ops.routes import router as ops_router
 from broker.problems import install_problem_handlers
 from broker.registry.routes import router as registry_router
 from broker.settings import Settings, get_settings
+from broker.tasks.routes import router as tasks_router
 
 
 def create_app(settings: Settings | None = None, context: BrokerContext | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
     context = context or BrokerContext.create(settings)
+    serving = context
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        serving.start_background()
+        try:
+            yield
+        finally:
+            serving.stop_background()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Once-Only evidence broker",
         version="0.1.0",
         description="Routes evidence requests to source authorities, seals evidence, keeps a verifiable log.",
     )
     app.state.context = context
     install_problem_handlers(app)
-    for router in (exchange_router, consent_router, registry_router, ops_router):
+    for router in (exchange_router, consent_router, registry_router, ops_router, tasks_router):
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)

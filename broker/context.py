@@ -11,6 +11,7 @@ from lxml import etree
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapters.http_push import Breakers, HttpPushAdapter, PushTransport, TlsSettings
 from adapters.protocol import EvidenceAdapter, Subject
 from adapters.reference import reference_adapter
 from broker.clients.auth import PrincipalCache
@@ -25,6 +26,7 @@ from broker.registry.schemas import AuthoritySpec, EvidenceTypeSpec
 from broker.registry.service import RegistryCache
 from broker.seal.xades import seal_evidence
 from broker.settings import Settings
+from broker.tasks.remote import RemoteExchanges
 from broker.xml.catalogue import SchemaCatalogue
 from broker.xml.hardened import XmlIntakeError, XmlLimits, parse_xml
 
@@ -42,6 +44,12 @@ class BrokerContext:
         self.registry = RegistryCache(self._read_registry)
         self.principals = PrincipalCache(self.sessions)
         self.xml_limits = XmlLimits(max_bytes=self.settings.max_body_bytes)
+        settings = self.settings
+        self.breakers = Breakers(settings.breaker_failure_threshold, settings.breaker_reset_seconds)
+        self.push_transport = PushTransport(
+            TlsSettings(settings.push_client_cert, settings.push_client_key, settings.push_ca_bundle)
+        )
+        self.remote = RemoteExchanges(self)
 
     @classmethod
     def create(cls, settings: Settings, clock: Clock | None = None) -> BrokerContext:
@@ -83,7 +91,30 @@ class BrokerContext:
     def adapter_for(self, authority: AuthoritySpec, session: Session) -> EvidenceAdapter:
         if authority.binding == "in_process":
             return reference_adapter(session, authority.id, authority.name, authority.ars, authority.register_kind)
-        raise NotImplementedError(f"binding {authority.binding}")
+        if authority.binding == "http_push":
+            return self.push_adapter(authority)
+        # Pull authorities are asked through their task queue (broker/tasks), never synchronously.
+        raise NotImplementedError(f"binding {authority.binding} has no synchronous adapter")
+
+    def push_adapter(self, authority: AuthoritySpec) -> HttpPushAdapter:
+        assert authority.endpoint_url is not None  # the registry refuses http_push without one
+        return HttpPushAdapter(
+            authority.id,
+            authority.endpoint_url,
+            authority.timeout_seconds,
+            authority.public_key_pem,
+            self.keys.request_signing_key(),
+            self.push_transport,
+            self.breakers.for_authority(authority.id),
+        )
+
+    def start_background(self) -> None:
+        """Threads a serving process runs besides its requests (remote exchanges' sweeps)."""
+        self.remote.start()
+
+    def stop_background(self) -> None:
+        self.remote.stop()
+        self.push_transport.close()
 
     def check_evidence(self, evidence: bytes, evidence_type: EvidenceTypeSpec) -> None:
         root = parse_xml(evidence, self.xml_limits)

@@ -170,6 +170,21 @@ class AdapterTask(Base):
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class CallbackDelivery(Base):
+    """A signed callback owed to a requester: queued with the end of its exchange, sent by a sweep."""
+
+    __tablename__ = "callback_deliveries"
+
+    exchange_id: Mapped[str] = mapped_column(ForeignKey("exchanges.id", ondelete="CASCADE"), primary_key=True)
+    state: Mapped[str] = mapped_column(String(20), index=True)  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # When the next attempt is due; a sender moves it forward when it takes the delivery.
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class Consent(Base):
     __tablename__ = "consents"
 

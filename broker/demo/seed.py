@@ -72,6 +72,11 @@ def make_idnr(rng: random.Random) -> str:
 def seed(session: Session, registry: RegistryDocument | None = None) -> SeedSummary:
     document = registry or read_toml(DEMO_REGISTRY)
     registry_repository.replace_document(session, document)
+    return seed_registers(session, document)
+
+
+def seed_registers(session: Session, document: RegistryDocument) -> SeedSummary:
+    """The register tables alone (the reference authority server keeps them in its own database)."""
     for model in (Resident, BirthRecord, BusinessRegistration):
         session.execute(delete(model))
 

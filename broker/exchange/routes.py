@@ -76,6 +76,9 @@ def create_evidence_request(
     deps = context.exchange_dependencies()
     with context.unit_of_work() as session:
         result = request_evidence(session, deps, principal, body, idempotency_key)
+        context.remote.begin(session, result)
+    # A remote authority is asked only now that the routed exchange is committed.
+    result = context.remote.settle(result)
     return _answer(result.exchange, result.problem)
 
 

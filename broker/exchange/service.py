@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from adapters.protocol import EvidenceAdapter, EvidenceQuery, OutcomeKind, Subject
+from adapters.protocol import AdapterOutcome, EvidenceAdapter, EvidenceQuery, OutcomeKind, Subject
 from broker.audit.service import EntryFacts, record
 from broker.clients.service import Principal
 from broker.consent import service as consent_service
@@ -53,6 +53,8 @@ class ExchangeResult:
     # Why a refused or failed exchange ended, with every detail (field errors, candidate prefixes).
     problem: Problem | None = None
     replayed: bool = False
+    # The authority is remote (push or pull): the query to send once the routed state is committed.
+    pending: EvidenceQuery | None = None
 
 
 def request_digest(body: EvidenceRequestIn) -> str:
@@ -116,6 +118,9 @@ def request_evidence(
     exchange.state = "routed"
     _log_step(session, deps, exchange, principal, "routed")
     query = EvidenceQuery(exchange.id, evidence_type.id, authority.id, body.jurisdiction, subject)
+    if authority.binding != "in_process":
+        # No transaction may stay open across a network call: the caller commits, then asks.
+        return ExchangeResult(exchange, pending=query)
     return ExchangeResult(exchange, complete(session, deps, exchange, principal, evidence_type, authority, query))
 
 
@@ -163,15 +168,21 @@ def complete(
         log.warning(
             "adapter_error", exchange=exchange.id, authority=authority.id, error_type=type(error).__name__
         )
-        end(
-            session,
-            deps,
-            exchange,
-            principal,
-            "failed",
-            Problem(502, "authority.error", "The authority failed to answer."),
-        )
-        return
+        problem = Problem(502, "authority.error", "The authority failed to answer.")
+        end(session, deps, exchange, principal, "failed", problem)
+        return problem
+    return conclude(session, deps, exchange, principal, evidence_type, outcome)
+
+
+def conclude(
+    session: Session,
+    deps: ExchangeDependencies,
+    exchange: Exchange,
+    principal: Principal,
+    evidence_type: EvidenceTypeSpec,
+    outcome: AdapterOutcome,
+) -> Problem | None:
+    """Check and seal what the authority answered, and end the exchange. Returns why it failed."""
     if outcome.kind is OutcomeKind.NOT_FOUND:
         problem = Problem(404, "subject.not_found", "No register entry of the authority matches the subject.")
     elif outcome.kind is OutcomeKind.AMBIGUOUS:
@@ -182,7 +193,11 @@ def complete(
             "(idnr, birth_place or birth_name).",
         )
     elif outcome.kind is OutcomeKind.FAILED or outcome.evidence is None:
-        problem = Problem(502, "authority.failed", f"The authority could not answer: {outcome.detail}")
+        problem = Problem(
+            504 if outcome.timed_out else 502,
+            outcome.reason or "authority.failed",
+            f"The authority could not answer: {outcome.detail}",
+        )
     else:
         try:
             deps.check_evidence(outcome.evidence, evidence_type)
@@ -229,7 +244,7 @@ def end(
     exchange.reason = problem.reason
     exchange.reason_detail = problem.detail
     exchange.updated_at = deps.clock()
-    event = "refused" if state == "rejected" else "failed"
+    event = {"rejected": "refused", "expired": "expired"}.get(state, "failed")
     _log_step(session, deps, exchange, principal, event, outcome=state, reason=problem.reason)
     log.info("exchange_ended", exchange=exchange.id, state=state, reason=problem.reason)
 

@@ -7,6 +7,8 @@ Layout of ``keys_dir`` (directories 0700, files 0600)::
     sealing/<kid>.key.pem    EC P-256 private keys that seal evidence (PKCS#8 PEM)
     sealing/<kid>.crt.pem    the self-signed X.509 certificate of each sealing key
     pseudonym.key            32 random bytes, the HMAC key for subject pseudonyms
+    request-signing.pem      Ed25519 key signing the broker's requests to remote authorities
+    callback.key             32 random bytes; each requester's callback HMAC secret derives from it
 
 Key ids (``kid``) are RFC 7638 JWK thumbprints (SHA-256, base64url without padding) of the
 public key, so anyone holding the public key can recompute them; the key id a C2SP signed note
@@ -62,6 +64,8 @@ SealingPublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 
 _MANIFEST = "manifest.json"
 _PSEUDONYM_SECRET = "pseudonym.key"
+_REQUEST_KEY = "request-signing.pem"
+_CALLBACK_SECRET = "callback.key"
 _LOCK = ".lock"
 _MANIFEST_FORMAT = 1
 _EC_JWK = {"secp256r1": ("P-256", "ES256", 32), "secp384r1": ("P-384", "ES384", 48)}
@@ -245,6 +249,8 @@ class KeyStore:
         self._state: _State | None = None
         self._manifest_stamp: tuple[int, int, int] | None = None
         self._secret: bytes | None = None
+        self._request_key: Ed25519PrivateKey | None = None
+        self._callback_secret: bytes | None = None
 
     # public API ---------------------------------------------------------------------------
 
@@ -289,6 +295,36 @@ class KeyStore:
                 self._secret = secret
             return self._secret
 
+    def request_signing_key(self) -> Ed25519PrivateKey:
+        """The Ed25519 key the broker signs its requests to remote authorities with.
+
+        Kept apart from the checkpoint keys so that a signature on a request can never be
+        mistaken for one on a checkpoint. Created on first use; not rotated by :meth:`rotate`
+        (authorities pin it from the JWKS, where it has ``"purpose": "requests"``).
+        """
+        with self._lock:
+            if self._request_key is None:
+                _private_dir(self.keys_dir)
+                path = self.keys_dir / _REQUEST_KEY
+                if not path.exists():
+                    _create_exclusive(path, _pem(Ed25519PrivateKey.generate()))
+                key = _load_private_key(path)
+                if not isinstance(key, Ed25519PrivateKey):
+                    raise KeyStoreError(f"{path} must hold an Ed25519 private key")
+                self._request_key = key
+            return self._request_key
+
+    def callback_secret(self) -> bytes:
+        """32 random bytes from which each requester's callback HMAC secret is derived."""
+        with self._lock:
+            if self._callback_secret is None:
+                _private_dir(self.keys_dir)
+                path = self.keys_dir / _CALLBACK_SECRET
+                if not path.exists():
+                    _create_exclusive(path, secrets.token_bytes(32))
+                self._callback_secret = path.read_bytes()
+            return self._callback_secret
+
     def jwks(self) -> dict[str, Any]:
         keys: list[dict[str, Any]] = []
         for info in self.checkpoint_public_keys():
@@ -315,6 +351,18 @@ class KeyStore:
                     "x5c": [base64.b64encode(der).decode("ascii")],
                     "x5t#S256": _b64url(hashlib.sha256(der).digest()),
                     "status": "active" if cert_info.active else "retired",
+                }
+            )
+        if (self.keys_dir / _REQUEST_KEY).is_file():
+            request_key = self.request_signing_key().public_key()
+            keys.append(
+                {
+                    **public_jwk(request_key),
+                    "kid": key_id(request_key),
+                    "use": "sig",
+                    "alg": "EdDSA",
+                    "status": "active",
+                    "purpose": "requests",
                 }
             )
         return {"keys": keys}

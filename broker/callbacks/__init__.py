@@ -1,0 +1,1 @@
+"""Signed callbacks to requesters when an asynchronous exchange ends."""

@@ -1,0 +1,1 @@
+"""The pull queue and remote exchanges: tasks for authorities, push calls, expiry."""

@@ -1,0 +1,231 @@
+"""The pull queue and the end of remote exchanges. Never commits: the caller's unit of work does.
+
+A task is the query for one exchange, waiting for its authority: ``pending`` → ``leased`` (an
+adapter took it; the lease runs out after ``task_lease_seconds`` and the task can be taken
+again) → ``done`` (the authority's answer was accepted) or ``failed`` (refused answer, or the
+exchange ended without one). The payload holds the subject, so it is erased when a task ends.
+
+Whatever process receives an authority's answer — the pull result, or a push call's answer in
+the worker that made it — ends the exchange with :func:`finish`, which locks the exchange row so
+that an answer, a second answer and the expiry sweep cannot both end it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from adapters.protocol import AdapterOutcome, EvidenceQuery, OutcomeKind
+from adapters.signing import SignatureError, SignedMessage, load_public_key, verify
+from adapters.wire import JSON, XML, GarbageAnswer, decode_answer, media_type
+from broker.callbacks import service as callbacks
+from broker.clients.service import Principal
+from broker.db.models import AdapterTask, Exchange
+from broker.exchange.service import ExchangeDependencies, conclude, end
+from broker.logging import get_logger
+from broker.problems import Problem
+from broker.tasks import repository
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class LeasedTask:
+    id: str
+    lease_until: datetime
+    attempt: int
+    query: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Finished:
+    exchange: Exchange
+    problem: Problem | None
+    callback_queued: bool
+
+
+def enqueue(session: Session, query: EvidenceQuery, now: datetime) -> AdapterTask:
+    return repository.add(
+        session,
+        AdapterTask(
+            id=str(uuid.uuid4()),
+            exchange_id=query.request_id,
+            authority_id=query.authority_id,
+            state="pending",
+            payload=query.to_json(),
+            attempts=0,
+            created_at=now,
+        ),
+    )
+
+
+def lease(session: Session, authority_id: str, now: datetime, lease_for: timedelta, limit: int) -> list[LeasedTask]:
+    leased = []
+    for task in repository.claimable(session, authority_id, now, limit):
+        if task.payload is None:  # cannot happen for an open task; never hand out an empty one
+            continue
+        task.state = "leased"
+        task.lease_until = now + lease_for
+        task.attempts += 1
+        leased.append(LeasedTask(task.id, task.lease_until, task.attempts, dict(task.payload)))
+    return leased
+
+
+def finish(session: Session, deps: ExchangeDependencies, exchange_id: str, outcome: AdapterOutcome) -> Finished | None:
+    """End a routed exchange with the authority's outcome; None if it has ended already."""
+    exchange = repository.lock_exchange(session, exchange_id)
+    if exchange is None or exchange.state != "routed":
+        return None
+    principal = _requester(session, exchange)
+    evidence_type = deps.registry.evidence_type(exchange.evidence_type_id)
+    problem = conclude(session, deps, exchange, principal, evidence_type, outcome)
+    _close_tasks(session, exchange_id, "done" if problem is None or problem.status < 500 else "failed", deps.clock())
+    return Finished(exchange, problem, callbacks.enqueue(session, exchange, deps.clock()))
+
+
+def expire_overdue(
+    session: Session, deps: ExchangeDependencies, max_age: timedelta, limit: int = 100
+) -> list[Finished]:
+    """End every exchange that has waited longer than ``max_age`` for its authority: ``expired``."""
+    now = deps.clock()
+    ended = []
+    for exchange in repository.overdue_exchanges(session, now - max_age, limit):
+        problem = Problem(
+            504,
+            "exchange.expired",
+            f"The authority did not answer within {max_age.total_seconds():g} s; the exchange expired.",
+        )
+        end(session, deps, exchange, _requester(session, exchange), "expired", problem)
+        _close_tasks(session, exchange.id, "failed", now)
+        ended.append(Finished(exchange, problem, callbacks.enqueue(session, exchange, now)))
+    return ended
+
+
+def _close_tasks(session: Session, exchange_id: str, state: str, now: datetime) -> None:
+    for task in repository.open_for_exchange(session, exchange_id):
+        task.state = state
+        task.payload = None  # it holds the subject
+        task.lease_until = None
+        task.completed_at = now
+
+
+def _requester(session: Session, exchange: Exchange) -> Principal:
+    client = repository.client(session, exchange.requester_id)
+    name = client.name if client is not None else f"client-{exchange.requester_id}"
+    return Principal(exchange.requester_id, name, "requester", None, None, frozenset())
+
+
+# --- answers posted by pull adapters ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What became of an adapter's answer. ``refusal``: answer the adapter with this problem, but
+    only after committing — the exchange's end must be kept either way."""
+
+    task_id: str
+    exchange_id: str
+    exchange_state: str
+    replayed: bool
+    finished: Finished | None = None
+    refusal: Problem | None = None
+
+
+def _task_for(session: Session, principal: Principal, task_id: str) -> AdapterTask:
+    task = repository.lock(session, task_id)
+    if task is None or principal.authority_id is None or task.authority_id != principal.authority_id:
+        raise Problem(404, "task.not_found", f"No task {task_id!r} for this adapter.")
+    return task
+
+
+def answer(
+    session: Session,
+    deps: ExchangeDependencies,
+    principal: Principal,
+    task_id: str,
+    path: str,
+    content_type: str | None,
+    body: bytes,
+    headers: Mapping[str, str],
+    expect: str,
+) -> Accepted:
+    """Take an adapter's result (``expect`` XML) or failure (``expect`` JSON) for a task.
+
+    The same body again is answered as the first time; a different body for a finished task is
+    a conflict. A result that fails the signature, the protocol or the schema ends the exchange
+    ``failed`` with that reason and is refused to the adapter with the same reason.
+    """
+    task = _task_for(session, principal, task_id)
+    digest = hashlib.sha256(expect.encode() + b"\n" + body).hexdigest()
+    if task.state in ("done", "failed"):
+        if task.result_digest is None:
+            raise Problem(410, "task.closed", "The task ended without an answer (its exchange expired).")
+        if task.result_digest != digest:
+            raise Problem(409, "task.answer_conflict", "The task was answered before with a different body.")
+        exchange = repository.lock_exchange(session, task.exchange_id)
+        state = exchange.state if exchange is not None else "unknown"
+        refusal = None
+        if exchange is not None and exchange.status_code is not None and exchange.status_code >= 500:
+            refusal = _refusal(task.id, state, exchange.reason or "", exchange.reason_detail or "")
+        return Accepted(task.id, task.exchange_id, state, replayed=True, refusal=refusal)
+    if media_type(content_type) not in ((XML, "text/xml") if expect == XML else (JSON,)):
+        raise Problem(415, "task.media_type", f"Send the {'result' if expect == XML else 'failure'} as {expect}.")
+    outcome = _verified_outcome(deps, task, path, content_type, body, headers)
+    if expect == JSON and outcome.kind is OutcomeKind.EVIDENCE:
+        outcome = AdapterOutcome.failure("authority.garbage", "a failure must not carry evidence")
+    task.result_digest = digest
+    finished = finish(session, deps, task.exchange_id, outcome)
+    if finished is None:  # the exchange ended meanwhile (expired): there is nobody to deliver to
+        task.state, task.payload, task.completed_at = "failed", None, deps.clock()
+        gone = Problem(410, "task.closed", "The exchange of this task has ended; the answer was not used.")
+        return Accepted(task.id, task.exchange_id, "ended", False, None, gone)
+    log.info("task_answered", task=task.id, exchange=task.exchange_id, state=finished.exchange.state)
+    refusal = None
+    if finished.problem is not None and finished.problem.status >= 500:
+        refusal = _refusal(task.id, finished.exchange.state, finished.problem.reason, finished.problem.detail)
+    return Accepted(task.id, task.exchange_id, finished.exchange.state, False, finished, refusal)
+
+
+def _verified_outcome(
+    deps: ExchangeDependencies,
+    task: AdapterTask,
+    path: str,
+    content_type: str | None,
+    body: bytes,
+    headers: Mapping[str, str],
+) -> AdapterOutcome:
+    authority = deps.registry.authorities.get(task.authority_id)
+    if authority is None or not authority.public_key_pem:
+        return AdapterOutcome.failure("authority.no_key", f"authority {task.authority_id} has no registered key")
+    try:
+        verify(
+            SignedMessage(content_type or "", body, method="POST", path=path),
+            headers,
+            load_public_key(authority.public_key_pem),
+        )
+    except SignatureError as error:
+        reason = "authority.unsigned" if error.reason == "signature.missing" else "authority.bad_signature"
+        return AdapterOutcome.failure(reason, f"{error.reason}: {error.detail}")
+    try:
+        return decode_answer(content_type, body)
+    except GarbageAnswer as error:
+        return AdapterOutcome.failure("authority.garbage", str(error))
+
+
+_REFUSAL_STATUS = {"authority.unsigned": 401, "authority.bad_signature": 401, "authority.garbage": 400}
+
+
+def _refusal(task_id: str, exchange_state: str, reason: str, detail: str) -> Problem:
+    return Problem(
+        _REFUSAL_STATUS.get(reason, 422),
+        reason,
+        f"The answer was refused and the exchange ended {exchange_state}: {detail}",
+        task=task_id,
+        exchange_state=exchange_state,
+    )
