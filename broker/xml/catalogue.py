@@ -53,8 +53,7 @@ XSD = f"{{{XSD_NS}}}"
 # Constructs only an XSD 1.1 processor understands; a schema using none of them compiles
 # with libxml2 even if it declares vc:minVersion="1.1".
 _XSD11_ELEMENTS = frozenset(
-    XSD + name
-    for name in ("assert", "assertion", "alternative", "openContent", "defaultOpenContent", "override")
+    XSD + name for name in ("assert", "assertion", "alternative", "openContent", "defaultOpenContent", "override")
 ) | {XSD + "explicitTimezone"}
 _XSD11_ATTRIBUTES = frozenset({"notNamespace", "notQName", "defaultAttributes", "defaultAttributesApply"})
 _XSD11_TYPES = frozenset({"dateTimeStamp", "dayTimeDuration", "yearMonthDuration", "anyAtomicType", "error"})
@@ -151,9 +150,7 @@ class SchemaCatalogue:
             index = self._component_of.get(f.namespace)
             engine = self._engines[index] if index is not None and f.shadowed_by is None else "-"
             result.append(
-                SchemaEntry(
-                    f.namespace, f.roots, f.path, f.declared_version, f.uses_xsd11, engine, f.shadowed_by
-                )
+                SchemaEntry(f.namespace, f.roots, f.path, f.declared_version, f.uses_xsd11, engine, f.shadowed_by)
             )
         return result
 
@@ -165,9 +162,9 @@ class SchemaCatalogue:
 
     def validate(self, root: etree._Element) -> None:
         """Validate against the schema of the root's namespace; XmlIntakeError (422) if not valid."""
-        namespace = etree.QName(root).namespace or ""
-        validator = self._validators.get(namespace)
+        validator = self._validators.get(_namespace_of(root.tag))
         if validator is None:
+            namespace = _namespace_of(root.tag)
             raise XmlIntakeError.of(
                 UNEXPECTED_ROOT,
                 f"no schema in the catalogue for the namespace {namespace!r} of the root element",
@@ -183,9 +180,7 @@ class SchemaCatalogue:
         """
         namespace = etree.QName(root).namespace or ""
         if namespace not in self._component_of:
-            raise XmlIntakeError.of(
-                UNEXPECTED_ROOT, f"no schema in the catalogue for the namespace {namespace!r}"
-            )
+            raise XmlIntakeError.of(UNEXPECTED_ROOT, f"no schema in the catalogue for the namespace {namespace!r}")
         decoder = self._decoder(self._component_of[namespace])
         try:
             data = decoder.decode(root, preserve_root=True, decimal_type=str, xmlns_processing="root-only")
@@ -481,9 +476,7 @@ def _xsd_files(directory: Path) -> list[Path]:
     for here, subdirs, names in os.walk(directory):
         # Hidden directories hold VCS data or half-finished imports, never live schemas.
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-        found += [
-            Path(here, n) for n in sorted(names) if n.lower().endswith(".xsd") and not n.startswith(".")
-        ]
+        found += [Path(here, n) for n in sorted(names) if n.lower().endswith(".xsd") and not n.startswith(".")]
     return found
 
 
@@ -514,8 +507,7 @@ def _index_file(path: Path, dir_index: int) -> _SchemaFile:
     uses_xsd11 = _uses_xsd11(root)
     imports = [(i.get("namespace") or "", i.get("schemaLocation")) for i in root.iterchildren(XSD + "import")]
     includes = [
-        i.get("schemaLocation") or ""
-        for i in root.iterchildren(XSD + "include", XSD + "redefine", XSD + "override")
+        i.get("schemaLocation") or "" for i in root.iterchildren(XSD + "include", XSD + "redefine", XSD + "override")
     ]
     roots = tuple(e.get("name") or "" for e in root.iterchildren(XSD + "element"))
     return _SchemaFile(
@@ -654,6 +646,10 @@ def _readable_path(root: etree._Element, path: str | None, line: int) -> tuple[s
         node = nodes[0]
         return element_path(node), line or node.sourceline
     return path, line or None
+
+
+def _namespace_of(tag: str) -> str:
+    return tag[1 : tag.index("}")] if tag[:1] == "{" else ""
 
 
 def _depth(value: object) -> int:

@@ -84,9 +84,7 @@ def test_there_are_samples(shared_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("name", sample_ids())
-def test_sample_with_unknown_element_fails_with_its_path(
-    oots: SchemaCatalogue, shared_dir: Path, name: str
-) -> None:
+def test_sample_with_unknown_element_fails_with_its_path(oots: SchemaCatalogue, shared_dir: Path, name: str) -> None:
     root = parse_xml((shared_dir / "oots" / "samples" / "exchange" / name).read_bytes())
     slot = next(root.iter(f"{{{RIM}}}Slot"))
     intruder = etree.SubElement(slot, f"{{{RIM}}}NotInTheSchema")
@@ -447,15 +445,12 @@ def test_namespace_split_over_files(tmp_path: Path) -> None:
     write(
         tmp_path,
         "two.xsd",
-        schema(
-            "urn:s", '<xs:include schemaLocation="common/shape.xsd"/><xs:element name="Two" type="t:Shape"/>'
-        ),
+        schema("urn:s", '<xs:include schemaLocation="common/shape.xsd"/><xs:element name="Two" type="t:Shape"/>'),
     )
     write(
         tmp_path,
         "common/shape.xsd",
-        f'<xs:schema {XS}><xs:simpleType name="Shape">'
-        '<xs:restriction base="xs:boolean"/></xs:simpleType></xs:schema>',
+        f'<xs:schema {XS}><xs:simpleType name="Shape"><xs:restriction base="xs:boolean"/></xs:simpleType></xs:schema>',
     )
     write(tmp_path, "plain.xsd", f'<xs:schema {XS}><xs:element name="Plain" type="xs:date"/></xs:schema>')
     catalogue = SchemaCatalogue([tmp_path])

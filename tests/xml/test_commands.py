@@ -51,15 +51,11 @@ def test_validate_samples(oots_env: dict[str, str], shared_dir: Path) -> None:
     assert result.output.splitlines() == [f"{f}: ok" for f in files]
 
 
-def test_validate_reports_each_failure_on_one_line(
-    oots_env: dict[str, str], shared_dir: Path, tmp_path: Path
-) -> None:
+def test_validate_reports_each_failure_on_one_line(oots_env: dict[str, str], shared_dir: Path, tmp_path: Path) -> None:
     good = sample_files(shared_dir)[0]
     text = Path(good).read_text(encoding="utf-8")
     invalid = tmp_path / "invalid.xml"
-    invalid.write_text(
-        text.replace('<rim:Slot name="IssueDateTime">', '<rim:Slot name="IssueDateTime"><rim:Bogus/>')
-    )
+    invalid.write_text(text.replace('<rim:Slot name="IssueDateTime">', '<rim:Slot name="IssueDateTime"><rim:Bogus/>'))
     malformed = tmp_path / "malformed.xml"
     malformed.write_text("<a>\n<b></a>")
     hostile = tmp_path / "xxe.xml"

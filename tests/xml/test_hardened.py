@@ -168,6 +168,23 @@ def test_xinclude_error_names_the_element() -> None:
     assert caught.value.path == "/a/b/xi:include"
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'<a xmlns:xi="http://www.w3.org/2001/&#88;Include"><xi:include href="x"/></a>',
+        b'<a xmlns:xi="http://www.w3.org/2001/&#x58;Include"><xi:include href="x"/></a>',
+        b'<a><b xmlns="http://www.w3.org/2003/XInclude"><include href="x"/></b></a>',
+        b'<?xml version="1.0" encoding="ISO-8859-1"?><a><xi:include xmlns:xi="http://www.w3.org/2001/XInclude"/></a>',
+        '<a><xi:include xmlns:xi="http://www.w3.org/2001/XInclude"/></a>'.encode("utf-16"),
+    ],
+    ids=["char-ref", "hex-char-ref", "old-namespace-default", "latin1", "utf16"],
+)
+def test_xinclude_is_found_however_it_is_spelled(body: bytes) -> None:
+    with pytest.raises(XmlIntakeError) as caught:
+        parse_xml(body)
+    assert caught.value.reason == "xml.xinclude_forbidden"
+
+
 def test_error_message_and_dict() -> None:
     error = XmlIntakeError.of("xml.schema_invalid", "bad", 3, 4, "/a/b")
     assert str(error) == "xml.schema_invalid: bad [/a/b]"
