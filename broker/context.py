@@ -21,6 +21,7 @@ from broker.db.session import make_engine, make_session_factory, unit_of_work
 from broker.exchange.service import ExchangeDependencies
 from broker.keys.pseudonym import subject_pseudonym
 from broker.keys.store import KeyStore
+from broker.preview.service import Previews, derive_key
 from broker.registry import repository as registry_repository
 from broker.registry.schemas import AuthoritySpec, EvidenceTypeSpec
 from broker.registry.service import RegistryCache
@@ -86,7 +87,12 @@ class BrokerContext:
             pseudonymise=self.pseudonymise,
             clock=self.clock.now,
             retention=timedelta(hours=self.settings.evidence_retention_hours),
+            open_preview=self.previews().open,
         )
+
+    def previews(self) -> Previews:
+        """Preview tokens and their lifetime (broker/preview)."""
+        return Previews(derive_key(self.keys.pseudonym_secret()), self.settings.preview_ttl, self.clock.now)
 
     def adapter_for(self, authority: AuthoritySpec, session: Session) -> EvidenceAdapter:
         if authority.binding == "in_process":

@@ -45,6 +45,22 @@ class ExchangeDependencies:
     pseudonymise: Callable[[Subject], str]
     clock: Callable[[], datetime]
     retention: timedelta
+    # Opens the citizen's preview of held evidence (broker.preview); returns when the hold ends.
+    open_preview: Callable[[Session, Exchange], datetime] | None = None
+
+
+@dataclass(frozen=True)
+class Channel:
+    """Where a request came in. The OOTS gateway names its own channel and adds its refusals."""
+
+    name: str = "v1"
+    # The caller's own reference of the request (the OOTS QueryRequest id).
+    external_ref: str | None = None
+    # Refusals of the channel (raise Problem), checked after the broker's own, before routing.
+    policy: Callable[[EvidenceTypeSpec], None] | None = None
+
+
+V1 = Channel()
 
 
 @dataclass(frozen=True)
@@ -68,6 +84,7 @@ def request_evidence(
     principal: Principal,
     body: EvidenceRequestIn,
     idempotency_key: str | None,
+    channel: Channel = V1,
 ) -> ExchangeResult:
     digest = request_digest(body)
     if idempotency_key is not None:
@@ -88,7 +105,8 @@ def request_evidence(
         Exchange(
             id=str(uuid.uuid4()),
             requester_id=principal.id,
-            channel="v1",
+            channel=channel.name,
+            external_ref=channel.external_ref,
             idempotency_key=idempotency_key,
             request_digest=digest,
             evidence_type_id=body.evidence_type,
@@ -108,7 +126,12 @@ def request_evidence(
     _log_step(session, deps, exchange, principal, "received")
     try:
         evidence_type = deps.registry.evidence_type(body.evidence_type)
+        exchange.preview = exchange.preview or evidence_type.preview_required
+        if exchange.preview and deps.open_preview is None:
+            raise Problem(501, "preview.unavailable", "This broker cannot hold evidence for a citizen's preview.")
         authorise(session, exchange, principal, deps)
+        if channel.policy is not None:
+            channel.policy(evidence_type)
         exchange.state = "authorised"
         authority = deps.registry.route(body.evidence_type, body.jurisdiction)
     except Problem as refusal:
@@ -209,7 +232,10 @@ def conclude(
                 f"The authority's evidence failed the {evidence_type.id} schema{where}: {invalid.detail}",
             )
         else:
-            deliver(session, deps, exchange, principal, outcome.evidence)
+            if exchange.preview:
+                hold_for_preview(session, deps, exchange, principal, outcome.evidence)
+            else:
+                deliver(session, deps, exchange, principal, outcome.evidence)
             return None
     end(session, deps, exchange, principal, "failed", problem)
     return problem
@@ -229,6 +255,37 @@ def deliver(
     entry = _log_step(session, deps, exchange, principal, "delivered", outcome="delivered")
     session.flush()
     exchange.delivery_log_seq = entry.seq
+
+
+def hold_for_preview(
+    session: Session, deps: ExchangeDependencies, exchange: Exchange, principal: Principal, evidence: bytes
+) -> None:
+    """Keep the checked (not yet sealed) evidence until the citizen decides in the preview.
+
+    The log entry commits to the digest of exactly what the citizen is shown; sealing and the
+    ``delivered`` entry follow only on approval (``broker.preview``).
+    """
+    assert deps.open_preview is not None  # refused before routing otherwise
+    exchange.evidence = evidence
+    exchange.evidence_digest = hashlib.sha256(evidence).hexdigest()
+    exchange.state = "awaiting_preview"
+    exchange.status_code = 202
+    exchange.updated_at = deps.clock()
+    exchange.expires_at = deps.open_preview(session, exchange)
+    _log_step(session, deps, exchange, principal, "preview_requested", outcome="awaiting_preview")
+
+
+def log_step(
+    session: Session,
+    deps: ExchangeDependencies,
+    exchange: Exchange,
+    principal: Principal,
+    event: str,
+    outcome: str | None = None,
+    reason: str | None = None,
+) -> LogEntry:
+    """Record a step of an exchange that is driven from outside this module (e.g. a preview decision)."""
+    return _log_step(session, deps, exchange, principal, event, outcome, reason)
 
 
 def end(

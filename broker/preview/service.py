@@ -1,0 +1,196 @@
+"""Preview: evidence the authority issued is held until the citizen approves it, or discarded.
+
+An exchange with ``preview`` set stops in ``awaiting_preview`` with the checked, unsealed
+evidence held (``broker.exchange.service.hold_for_preview``), and a :class:`~broker.db.models.Preview`
+opens. The citizen reaches it at ``/preview/{token}``: approving seals and delivers the
+evidence (the exchange continues exactly as without preview), declining rejects the exchange
+and drops the evidence, and a preview nobody decides expires and drops it too.
+
+Tokens: ``token = base64url(HMAC-SHA256(key, exchange id))`` with a key derived from the
+broker's pseudonym secret. Only the token's SHA-256 is stored, so the database alone never
+yields a working link, yet the broker can hand the same link out again (an idempotent replay
+of the request, a later GET of the exchange) without keeping it. One preview per exchange;
+a token decides once (single use) and only until it expires.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import urllib.parse
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from broker.clients.service import Principal
+from broker.clock import as_utc
+from broker.db.models import Exchange, Preview
+from broker.exchange import service as exchange_service
+from broker.exchange.service import ExchangeDependencies
+from broker.logging import get_logger
+from broker.preview import repository
+from broker.problems import Problem
+
+log = get_logger(__name__)
+
+PATH_PREFIX = "/preview/"
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")
+_KEY_CONTEXT = b"once-only-broker/preview-token/v1"
+
+
+def derive_key(pseudonym_secret: bytes) -> bytes:
+    """The preview token key, domain-separated from the pseudonym secret it derives from."""
+    return hmac.new(pseudonym_secret, _KEY_CONTEXT, hashlib.sha256).digest()
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("ascii")).hexdigest()
+
+
+def token_in_location(location: str) -> str | None:
+    """The token of a preview location URL (``…/preview/{token}``), whatever host it names."""
+    path = urllib.parse.urlsplit(location.strip()).path
+    if PATH_PREFIX not in path:
+        return None
+    token = path.rsplit(PATH_PREFIX, 1)[1].strip("/")
+    return token if _TOKEN.match(token) else None
+
+
+@dataclass(frozen=True)
+class Previews:
+    """Token minting and lifetime of previews; one per process, built from the key store."""
+
+    key: bytes
+    ttl: timedelta
+    clock: Callable[[], datetime]
+
+    def token(self, exchange_id: str) -> str:
+        mac = hmac.new(self.key, exchange_id.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
+
+    def path(self, exchange_id: str) -> str:
+        return PATH_PREFIX + self.token(exchange_id)
+
+    def open(self, session: Session, exchange: Exchange) -> datetime:
+        """Open the preview of a held exchange (``ExchangeDependencies.open_preview``); returns its expiry."""
+        expires_at = self.clock() + self.ttl
+        repository.add(
+            session,
+            Preview(
+                id=str(uuid.uuid4()),
+                exchange_id=exchange.id,
+                token_hash=hash_token(self.token(exchange.id)),
+                state="pending",
+                expires_at=expires_at,
+            ),
+        )
+        return expires_at
+
+
+@dataclass(frozen=True)
+class PreviewState:
+    preview: Preview
+    exchange: Exchange
+
+
+def find(session: Session, deps: ExchangeDependencies, token: str) -> PreviewState | None:
+    """The preview a token opens, expired first if its time is up; None for unknown tokens."""
+    if not _TOKEN.match(token):
+        return None
+    preview = repository.by_token_hash(session, hash_token(token))
+    if preview is None:
+        return None
+    exchange = repository.exchange(session, preview.exchange_id)
+    if exchange is None:
+        return None
+    expire_if_due(session, deps, preview, exchange)
+    return PreviewState(preview, exchange)
+
+
+def current(session: Session, deps: ExchangeDependencies, exchange_id: str) -> Exchange | None:
+    """The exchange as it stands, its preview expired first if its time is up."""
+    exchange = repository.exchange(session, exchange_id)
+    if exchange is not None and exchange.state == "awaiting_preview":
+        preview = repository.for_exchange(session, exchange.id)
+        if preview is not None:
+            expire_if_due(session, deps, preview, exchange)
+    return exchange
+
+
+def expire_if_due(session: Session, deps: ExchangeDependencies, preview: Preview, exchange: Exchange) -> None:
+    """Expire an undecided preview whose time is up: the held evidence is dropped, unreleased.
+
+    Done lazily, by whoever next looks at the preview; the exchange's ``expires_at`` (the same
+    moment) lets any retention sweep drop the evidence of previews nobody looks at again.
+    """
+    now = deps.clock()
+    if preview.state != "pending" or as_utc(preview.expires_at) > now:
+        return
+    if repository.settle(session, preview, "expired", now) and exchange.state == "awaiting_preview":
+        exchange.evidence = None
+        exchange_service.end(
+            session,
+            deps,
+            exchange,
+            _requester(session, exchange),
+            "expired",
+            Problem(410, "preview.expired", "The citizen did not decide in time; the evidence was discarded."),
+        )
+
+
+def decide(session: Session, deps: ExchangeDependencies, token: str, approve: bool) -> PreviewState:
+    """The citizen's decision. Approval seals and delivers the held evidence, declining drops it.
+
+    A preview whose time is up comes back ``expired`` (not raised: its expiry is a change the
+    caller commits). Unknown tokens are a 404, a second decision a 409 naming the first.
+    """
+    state = find(session, deps, token)
+    if state is None:
+        raise Problem(404, "preview.not_found", "There is no preview at this address.")
+    preview, exchange = state.preview, state.exchange
+    if preview.state == "expired":
+        return state
+    if (
+        preview.state != "pending"
+        or exchange.state != "awaiting_preview"
+        or exchange.evidence is None
+        or not repository.settle(session, preview, "approved" if approve else "declined", deps.clock())
+    ):
+        raise Problem(
+            409, "preview.decided", f"This preview was decided already ({preview.state}).", state=preview.state
+        )
+    principal = _requester(session, exchange)
+    outcome = "approved" if approve else "declined"
+    exchange_service.log_step(session, deps, exchange, principal, "preview_decided", outcome=outcome)
+    if approve:
+        exchange_service.deliver(session, deps, exchange, principal, exchange.evidence)
+    else:
+        exchange.evidence = None
+        exchange_service.end(
+            session,
+            deps,
+            exchange,
+            principal,
+            "rejected",
+            Problem(403, "preview.declined", "The citizen declined to release the evidence."),
+        )
+    log.info("preview_decided", exchange=exchange.id, outcome=outcome)
+    return state
+
+
+def requester_name(session: Session, exchange: Exchange) -> str:
+    return _requester(session, exchange).name
+
+
+def _requester(session: Session, exchange: Exchange) -> Principal:
+    """The exchange's requester, as the log names it: the preview is decided by the citizen, but
+    the steps it causes stay part of the requester's exchange."""
+    client = repository.requester(session, exchange.requester_id)
+    name = client.name if client is not None else f"client-{exchange.requester_id}"
+    agent = client.agent_id if client is not None else None
+    return Principal(exchange.requester_id, name, "requester", agent, None, frozenset())
