@@ -19,6 +19,7 @@ import io
 import itertools
 import os
 import posixpath
+import re
 import shutil
 import stat
 import tempfile
@@ -63,6 +64,7 @@ SCHEMA_FILE_LIMITS = XmlLimits(max_bytes=16 * 1024 * 1024, max_elements=2_000_00
 MAX_SCHEMA_FILES = 10_000
 MAX_IMPORT_BYTES = 256 * 1024 * 1024
 
+_NOT_URI = re.compile(r'[\x00-\x20<>"{}|\\^`\x7f]')
 # Generated wrapper schemas live at paths no real file can have.
 _VIRTUAL_DIR = "/__broker_schema_catalogue__"
 
@@ -154,6 +156,12 @@ class SchemaCatalogue:
             )
         return result
 
+    def prepare_json(self) -> None:
+        """Build the xmlschema decoders for :meth:`to_json` now (they are built on first use
+        otherwise, which takes a noticeable fraction of a second for a large schema set)."""
+        for index in range(len(self._components)):
+            self._decoder(index)
+
     def namespaces(self) -> list[str]:
         return sorted(self._validators)
 
@@ -197,6 +205,10 @@ class SchemaCatalogue:
         namespaces = {f.namespace for f in active}
         included: set[str] = set()
         for f in active:
+            for location in [*f.includes, *(hint for _, hint in f.imports if hint)]:
+                if _NOT_URI.search(location):
+                    # libxml2 cannot build a URI from it and fails without naming the file.
+                    raise CatalogueError(f"{f.path}: schemaLocation {location!r} is not a URI (escape spaces as %20)")
             for location in f.includes:
                 target = self._locate_include(location, f)
                 if target is None:
@@ -229,7 +241,7 @@ class SchemaCatalogue:
                 roots[namespace] = tops[0].key if namespace else ""
                 continue
             key = f"{_VIRTUAL_DIR}/namespace-{len(roots)}.xsd"
-            body = "".join(f"<xs:include schemaLocation={quoteattr(t.key)}/>" for t in tops)
+            body = "".join(f"<xs:include schemaLocation={quoteattr(_file_url(t.key))}/>" for t in tops)
             self._store[key] = (
                 f'<xs:schema xmlns:xs="{XSD_NS}" targetNamespace={quoteattr(namespace)}>{body}</xs:schema>'
             ).encode()
@@ -274,9 +286,11 @@ class SchemaCatalogue:
             parts = [f'<xs:schema xmlns:xs="{XSD_NS}">']
             if "" in members:
                 # The wrapper has no target namespace itself, so it includes no-namespace schemas.
-                parts += [f"<xs:include schemaLocation={quoteattr(k)}/>" for k in self._no_namespace_tops]
+                parts += [f"<xs:include schemaLocation={quoteattr(_file_url(k))}/>" for k in self._no_namespace_tops]
+            # File URLs, not paths: libxml2 silently skips a location that is not a valid URI
+            # (a path with a space, say) instead of asking the resolver.
             parts += [
-                f"<xs:import namespace={quoteattr(ns)} schemaLocation={quoteattr(self._ns_roots[ns])}/>"
+                f"<xs:import namespace={quoteattr(ns)} schemaLocation={quoteattr(_file_url(self._ns_roots[ns]))}/>"
                 for ns in members
                 if ns
             ]
@@ -292,7 +306,7 @@ class SchemaCatalogue:
         parser.resolvers.add(_CatalogueResolver(self))
         self._refused.clear()
         try:
-            wrapper = etree.fromstring(self._store[key], parser, base_url=key)
+            wrapper = etree.fromstring(self._store[key], parser, base_url=_file_url(key))
             schema = etree.XMLSchema(wrapper)
         except etree.XMLSchemaParseError as exc:
             raise CatalogueError(self._describe_lxml_failure(exc)) from None
@@ -301,7 +315,7 @@ class SchemaCatalogue:
     def _describe_lxml_failure(self, exc: etree.XMLSchemaParseError) -> str:
         errors = [e for e in exc.error_log if e.level >= etree.ErrorLevels.ERROR]
         first = errors[0] if errors else None
-        where = f"{first.filename}:{first.line}: " if first is not None else ""
+        where = f"{_path_key(first.filename) or first.filename}:{first.line}: " if first is not None else ""
         message = first.message if first is not None else str(exc)
         refused = f" (refused to load: {', '.join(self._refused)})" if self._refused else ""
         return f"{where}{message}{refused}"
@@ -505,9 +519,14 @@ def _index_file(path: Path, dir_index: int) -> _SchemaFile:
         # Compilers get the entity-expanded tree, never the DTD.
         data = etree.tostring(root, encoding="utf-8", xml_declaration=True)
     uses_xsd11 = _uses_xsd11(root)
-    imports = [(i.get("namespace") or "", i.get("schemaLocation")) for i in root.iterchildren(XSD + "import")]
+    # anyURI values are whitespace-collapsed: surrounding blanks are not part of the location.
+    imports = [
+        (i.get("namespace") or "", (i.get("schemaLocation") or "").strip() or None)
+        for i in root.iterchildren(XSD + "import")
+    ]
     includes = [
-        i.get("schemaLocation") or "" for i in root.iterchildren(XSD + "include", XSD + "redefine", XSD + "override")
+        (i.get("schemaLocation") or "").strip()
+        for i in root.iterchildren(XSD + "include", XSD + "redefine", XSD + "override")
     ]
     roots = tuple(e.get("name") or "" for e in root.iterchildren(XSD + "element"))
     return _SchemaFile(
@@ -612,7 +631,7 @@ class _CatalogueResolver(etree.Resolver):
             # An empty document makes libxml2 fail this load with its own clear error.
             return self.resolve_string(b"", context)
         key, content = served
-        return self.resolve_string(content, context, base_url=key)
+        return self.resolve_string(content, context, base_url=_file_url(key))
 
 
 class _CatalogueHandler(urllib.request.BaseHandler):
@@ -693,20 +712,23 @@ def _read_zip(src: Path) -> dict[str, bytes]:
         raise CatalogueError(f"{src}: neither a directory nor a zip file")
     result: dict[str, bytes] = {}
     total = 0
-    with zipfile.ZipFile(src) as archive:
-        for info in archive.infolist():
-            if info.is_dir() or not info.filename.lower().endswith(".xsd"):
-                continue
-            relative = _safe_member_name(info)
-            if relative is None:
-                continue
-            total += info.file_size
-            _check_sizes(info.filename, info.file_size, total, len(result) + 1)
-            with archive.open(info) as member:
-                # The declared size can lie; never read more than the limit allows.
-                content = member.read(SCHEMA_FILE_LIMITS.max_bytes + 1)
-            _check_sizes(info.filename, len(content), total, len(result) + 1)
-            result[relative] = content
+    try:
+        with zipfile.ZipFile(src) as archive:
+            for info in archive.infolist():
+                if info.is_dir() or not info.filename.lower().endswith(".xsd"):
+                    continue
+                relative = _safe_member_name(info)
+                if relative is None:
+                    continue
+                _check_sizes(info.filename, info.file_size, total + info.file_size, len(result) + 1)
+                with archive.open(info) as member:
+                    # Never trust the declared size: read at most one byte past the limit.
+                    content = member.read(SCHEMA_FILE_LIMITS.max_bytes + 1)
+                total += len(content)
+                _check_sizes(info.filename, len(content), total, len(result) + 1)
+                result[relative] = content
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
+        raise CatalogueError(f"{src}: unreadable zip file: {exc}") from None
     return result
 
 

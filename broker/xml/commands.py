@@ -84,12 +84,13 @@ def validate(files: tuple[Path, ...]) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Target directory (default: first BROKER_SCHEMA_PATH entry, else var/schemas).",
 )
-def import_command(source: Path, into: Path | None) -> None:
+@click.option("--name", help="Subdirectory to create in the target (default: the source's name).")
+def import_command(source: Path, into: Path | None, name: str | None) -> None:
     """Copy the .xsd files of a directory or .zip into the schema path, after checking they compile."""
     target = into or next(iter(_schema_path()), Path("var/schemas"))
     context = [d for d in catalogue_dirs() if d.is_dir()]
     try:
-        entries = import_schemas(source, target, context_dirs=context)
+        entries = import_schemas(source, target, context_dirs=context, name=name)
     except CatalogueError as exc:
         raise click.ClickException(str(exc)) from None
     for entry in entries:

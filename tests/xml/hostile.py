@@ -97,8 +97,9 @@ def _with_entity(declaration: str, reference: str = "&x;") -> bytes:
 
 
 def _oversize() -> bytes:
-    padding = b" " * (100 * 1024 * 1024)
-    return _query().encode().replace(b"<query:Query ", padding + b"<query:Query ", 1)
+    # 100 MiB of whitespace between two elements: well-formed, just far too big.
+    head, tail = _query().encode().split(b"<query:Query ", 1)
+    return b"".join([head, b" " * (100 * 1024 * 1024), b"<query:Query ", tail])
 
 
 def _deep(levels: int) -> bytes:

@@ -595,3 +595,52 @@ def test_shared_data_is_not_modified(shared_dir: Path, tmp_path: Path) -> None:
     import_schemas(shared_dir / "oots" / "xsd", tmp_path / "d")
     assert sorted(p.name for p in (shared_dir / "oots" / "xsd").rglob("*.xsd")) == before
     shutil.rmtree(tmp_path / "d")
+
+
+def test_directories_with_spaces_and_umlauts(tmp_path: Path, no_network: list[str]) -> None:
+    root = tmp_path / "Schemata für Ämter" / "v 1"
+    write(
+        root,
+        "types/base types.xsd",
+        schema("urn:types", '<xs:simpleType name="Code"><xs:restriction base="xs:int"/></xs:simpleType>'),
+    )
+    write(
+        root,
+        "main/a.xsd",
+        schema(
+            "urn:a",
+            '<xs:include schemaLocation="a%20part.xsd"/>'
+            '<xs:import namespace="urn:types" schemaLocation="../types/base%20types.xsd"/>'
+            '<xs:element name="A" type="u:Code"/>',
+            'xmlns:u="urn:types"',
+        ),
+    )
+    write(root, "main/a part.xsd", schema("urn:a", '<xs:element name="Part" type="xs:boolean"/>'))
+    catalogue = SchemaCatalogue([root])
+    catalogue.validate(parse_xml(b'<a:A xmlns:a="urn:a">7</a:A>'))
+    catalogue.validate(parse_xml(b'<a:Part xmlns:a="urn:a">true</a:Part>'))
+    write(root, "main/r.xsd", (ASSETS / "range11.xsd").read_text())  # an xmlschema component too
+    SchemaCatalogue([root]).validate(parse_xml(range_doc(1, 2)))
+    assert no_network == []
+
+
+def test_prepare_json_builds_every_decoder(assets: SchemaCatalogue) -> None:
+    assets.prepare_json()
+    assert assets.to_json(parse_xml(range_doc(1, 2)))["r:Range"]["r:Min"] == 1
+
+
+def test_import_refuses_a_corrupt_zip(tmp_path: Path) -> None:
+    archive = make_zip(tmp_path / "x.zip", {"a.xsd": schema("urn:a", "").encode() * 50})
+    data = bytearray(archive.read_bytes())
+    start = data.index(b"PK\x03\x04") + 40
+    data[start : start + 20] = b"\x00" * 20  # damage the member, keep the directory
+    archive.write_bytes(bytes(data))
+    with pytest.raises(CatalogueError):
+        import_schemas(archive, tmp_path / "dest")
+
+
+def test_unescaped_schema_location_is_named(tmp_path: Path) -> None:
+    write(tmp_path, "a.xsd", schema("urn:a", '<xs:include schemaLocation="a part.xsd"/>'))
+    write(tmp_path, "a part.xsd", schema("urn:a", ""))
+    with pytest.raises(CatalogueError, match=r"a\.xsd: schemaLocation 'a part\.xsd' is not a URI"):
+        SchemaCatalogue([tmp_path])

@@ -106,6 +106,13 @@ def test_import_into_a_directory(shared_dir: Path, tmp_path: Path) -> None:
     assert len(list((target / "xsd").rglob("*.xsd"))) == 10
 
 
+def test_import_with_a_name(shared_dir: Path, tmp_path: Path) -> None:
+    args = ["import", str(shared_dir / "oots" / "xsd"), "--into", str(tmp_path), "--name", "oots-edm-v1"]
+    result = CliRunner().invoke(schemas, args, env={"BROKER_SCHEMA_PATH": str(tmp_path)})
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "oots-edm-v1" / "regrep4" / "query.xsd").is_file()
+
+
 def test_import_defaults_to_the_first_schema_path_entry(shared_dir: Path, tmp_path: Path) -> None:
     first = tmp_path / "first"
     env = {"BROKER_SCHEMA_PATH": os.pathsep.join([str(first), str(tmp_path / "second")])}
