@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from adapters.identity import given_names_match, name_key
@@ -44,3 +44,38 @@ def _agrees(record: Resident | BirthRecord | BusinessRegistration, subject: Subj
     if subject.birth_date and subject.birth_date != record.birth_date:
         return False
     return not (subject.birth_place and name_key(subject.birth_place) != name_key(record.birth_place))
+
+
+def sample_subjects(
+    session: Session, model: type[Record], register_id: str
+) -> tuple[Subject | None, Subject | None]:
+    """A subject that matches exactly one entry of the register, and one that matches several.
+
+    For the conformance kit: name + birth date triples, as a requester without IDNr gives them.
+    """
+    triple = (model.family_name_key, model.given_name_key, model.birth_date)
+    counts = (
+        select(*triple, func.count().label("n"))
+        .where(model.register_id == register_id)
+        .group_by(*triple)
+        .order_by(*triple)
+    )
+    known = ambiguous = None
+    for row in session.execute(counts.having(func.count() == 1).limit(1)):
+        known = _subject_of(session, model, register_id, row)
+    for row in session.execute(counts.having(func.count() > 1).limit(1)):
+        ambiguous = _subject_of(session, model, register_id, row)
+    return known, ambiguous
+
+
+def _subject_of(session: Session, model: type[Record], register_id: str, row: Any) -> Subject:
+    record = session.scalars(
+        select(model).where(
+            model.register_id == register_id,
+            model.family_name_key == row.family_name_key,
+            model.given_name_key == row.given_name_key,
+            model.birth_date == row.birth_date,
+        )
+    ).first()
+    assert record is not None
+    return Subject(family_name=record.family_name, given_name=record.given_name, birth_date=record.birth_date)

@@ -138,8 +138,40 @@ def clients_add(
             token = add_client(session, name, role, grants, agent_id=agent, authority_id=authority)
     except ClientError as error:
         raise click.ClickException(str(error)) from None
+    if role == "requester":
+        click.echo(f"callback secret (HMAC-SHA512 key of signed callbacks): {_callback_secret(name)}")
     click.echo(f"created {role} client {name!r}; its token (store it now, it is not shown again):")
     click.echo(token)
+
+
+def _callback_secret(name: str) -> str:
+    from broker.callbacks.signing import requester_secret
+    from broker.clients import repository
+    from broker.keys.store import KeyStore
+
+    settings = get_settings()
+    with _unit_of_work() as session:
+        client = repository.by_name(session, name)
+        if client is None:
+            raise click.ClickException(f"no client named {name!r}")
+        client_id = client.id
+    return requester_secret(KeyStore(settings.keys_dir, origin=settings.origin).callback_secret(), client_id)
+
+
+@clients.command("callback-secret")
+@click.argument("name")
+def clients_callback_secret(name: str) -> None:
+    """Print the secret a requester verifies the broker's callbacks with (derived; see broker/callbacks)."""
+    click.echo(_callback_secret(name))
+
+
+def _register_adapters() -> None:
+    from broker.tasks.commands import adapters
+
+    main.add_command(adapters)
+
+
+_register_adapters()
 
 
 if __name__ == "__main__":

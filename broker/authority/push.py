@@ -58,7 +58,9 @@ def create_push_app(
             await asyncio.sleep(delay)
         outcome = await run_in_threadpool(authority.answer, query)
         answer = wire_answer(outcome, authority.key, fault, request_digest=content_digest(body))
-        return Response(answer.body, status_code=answer.status, media_type=answer.content_type, headers=answer.headers)
+        # The Content-Type is set verbatim: it is signed, and Starlette would append a charset to text/*.
+        headers = {"Content-Type": answer.content_type, **answer.headers}
+        return Response(answer.body, status_code=answer.status, headers=headers)
 
     if allow_fault_injection:
 

@@ -1,0 +1,69 @@
+"""``broker adapters``: the conformance kit and the key authorities verify the broker's requests with."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.group()
+def adapters() -> None:
+    """Authority adapters: conformance checks and the broker's request-signing key."""
+
+
+@adapters.command("broker-key")
+def broker_key() -> None:
+    """Print the broker's request-signing public key (PEM) for push authorities to verify requests."""
+    from adapters.signing import public_key_pem
+    from broker.keys.store import KeyStore
+    from broker.settings import get_settings
+
+    settings = get_settings()
+    click.echo(public_key_pem(KeyStore(settings.keys_dir, origin=settings.origin).request_signing_key()), nl=False)
+
+
+@adapters.command("check")
+@click.argument("target")
+@click.option("--authority", "authority_id", default=None, help="With a URL target: the authority it answers for.")
+@click.option(
+    "--public-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+    help="With a URL target: the authority's answer-signing key (default: the registered one).",
+)  # fmt: skip
+@click.option("--wait", default=30.0, show_default=True, help="Seconds to wait for a pull adapter's answers.")
+def check(target: str, authority_id: str | None, public_key: Path | None, wait: float) -> None:
+    """Run the conformance battery against TARGET: a registered authority id, or a push endpoint URL.
+
+    One line per case (PASS, FAIL or SKIP); exit status 1 if any case failed. A pull authority's
+    adapter must be polling a broker on the same database while the battery runs.
+    """
+    from broker.context import BrokerContext
+    from broker.settings import get_settings
+    from broker.tasks.conformance import Battery
+
+    context = BrokerContext.create(get_settings())
+    registry = context.registry.get()
+    is_url = target.startswith(("http://", "https://"))
+    wanted = authority_id if is_url else target
+    if wanted is None:
+        raise click.ClickException("a URL target needs --authority ID (the authority whose register it serves)")
+    authority = registry.authorities.get(wanted)
+    if authority is None:
+        raise click.ClickException(f"no authority {wanted!r} in the registry")
+    if is_url:
+        changes: dict[str, object] = {"binding": "http_push", "endpoint_url": target}
+        if public_key is not None:
+            changes["public_key_pem"] = public_key.read_text()
+        authority = authority.model_copy(update=changes)
+    click.echo(f"conformance of {authority.id} ({authority.binding}{', ' + target if is_url else ''})")
+    try:
+        results = Battery(context, authority, wait_seconds=wait).run()
+    finally:
+        context.stop_background()
+        context.engine.dispose()
+    for result in results:
+        click.echo(result.line())
+    failed = sum(r.verdict == "FAIL" for r in results)
+    click.echo(f"{len(results) - failed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
