@@ -309,10 +309,10 @@ def verify_bundle(
 
         candidates: list[CheckpointCandidate] = []
         for number, item in enumerate(_json_lines(reader, CHECKPOINTS), 1):
-            note = item.get("note")
-            if not isinstance(note, str):
-                raise BundleError(f"{CHECKPOINTS} line {number} has no note")
-            candidates.append((None, None, note))
+            note, size = item.get("note"), item.get("tree_size")
+            if not isinstance(note, str) or not isinstance(size, int):
+                raise BundleError(f"{CHECKPOINTS} line {number} needs a tree_size and a note")
+            candidates.append((size, None, note))
 
         proofs: dict[tuple[int, int], list[bytes]] = {}
         for number, item in enumerate(_json_lines(reader, PROOFS), 1):

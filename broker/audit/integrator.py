@@ -122,7 +122,8 @@ class BackgroundIntegrator:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        if self._thread is not None:
+        """Start the thread; an interval of 0 or less turns background integration off."""
+        if self._thread is not None or self._interval <= 0:
             return
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="log-integrator", daemon=True)

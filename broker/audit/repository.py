@@ -148,8 +148,10 @@ def checkpoint_at(session: Session, size: int) -> StoredCheckpoint | None:
 
 def entry_position(session: Session, seq: int) -> tuple[int | None, bytes] | None:
     """(log index or None while queued, leaf hash) of the entry with this seq."""
-    row = session.execute(select(_log.c.log_index, _log.c.leaf_hash).where(_log.c.seq == seq)).first()
-    return (row[0], bytes(row[1])) if row else None
+    # session.get answers from the identity map without a query when the entry was queued in
+    # this very session (an exchange that was just delivered).
+    entry = session.get(LogEntry, seq)
+    return (entry.log_index, bytes(entry.leaf_hash)) if entry is not None else None
 
 
 # --- the auditors' listing ------------------------------------------------------------------

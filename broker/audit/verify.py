@@ -68,7 +68,7 @@ ENTRY_KINDS = frozenset({ENTRY_CHANGED, ENTRY_DELETED, ENTRY_INSERTED, ENTRIES_R
 MAX_LISTED = 10
 
 CheckpointCandidate = tuple[int | None, bytes | None, str]
-"""(tree size as stored, root as stored, signed note); the stored values are None in a bundle."""
+"""(tree size as recorded, root as recorded, signed note); a bundle records no root (None)."""
 
 
 @dataclass(frozen=True)
@@ -195,14 +195,14 @@ def open_checkpoints(
         if stored_size is not None and stored_size != checkpoint.size:
             report.add(
                 CHECKPOINT_FORGED,
-                f"the checkpoint stored for tree size {stored_size} carries a note signed for size "
-                f"{checkpoint.size}: the checkpoint row was altered",
+                f"the checkpoint recorded for tree size {stored_size} carries a note signed for size "
+                f"{checkpoint.size}: the checkpoint record was altered",
             )
             continue
         if stored_root is not None and stored_root != checkpoint.root:
             report.add(
                 CHECKPOINT_FORGED,
-                f"{where}: the stored root hash differs from the signed note: the checkpoint row was altered",
+                f"{where}: the stored root hash differs from the signed note: the checkpoint record was altered",
             )
             continue
         other = by_size.get(checkpoint.size)
@@ -443,6 +443,14 @@ def _diagnose_entries(
             f"reproduce size {last_good}): an entry with log index from {last_good} to "
             f"{min(first.size, tree.size) - 1} was changed, deleted, inserted or reordered",
             last_good,
+        )
+        return
+    if report.has({CHECKPOINT_FORGED, CHECKPOINT_RESIGNED, CHECKPOINT_MALFORMED}):
+        report.add(
+            ENTRIES_ALTERED,
+            f"entries {latest_size} to {tree.size - 1} are covered by no validly signed checkpoint (see the "
+            f"checkpoint findings): nothing vouches for them",
+            latest_size,
         )
         return
     report.add(
