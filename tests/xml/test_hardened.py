@@ -4,6 +4,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from broker.xml.catalogue import SchemaCatalogue
@@ -323,3 +325,24 @@ def test_parser_is_safe_to_use_from_many_threads() -> None:
     for t in threads:
         t.join()
     assert failures == []
+
+
+# --- no input escapes as anything but XmlIntakeError ------------------------------------------
+
+_SEED_BODIES = [case.payload() for case in CASES if not callable(case.body)] + [MINIMAL_QUERY_REQUEST.encode()]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.sampled_from(_SEED_BODIES),
+    cut=st.integers(min_value=0, max_value=5000),
+    insert=st.binary(max_size=12),
+    noise=st.binary(max_size=64),
+)
+def test_mangled_bodies_only_ever_raise_intake_errors(seed: bytes, cut: int, insert: bytes, noise: bytes) -> None:
+    cut = min(cut, len(seed))
+    for body in (seed[:cut] + insert + seed[cut:], seed[:cut], noise, insert + seed):
+        try:
+            parse_xml(body)
+        except XmlIntakeError as exc:
+            assert exc.reason in STATUS and exc.status == STATUS[exc.reason]
