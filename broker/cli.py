@@ -174,5 +174,16 @@ def _register_adapters() -> None:
 _register_adapters()
 
 
+def _register_audit_and_keys() -> None:
+    from broker.audit.commands import audit
+    from broker.seal.commands import evidence, keys
+
+    for group in (audit, evidence, keys):
+        main.add_command(group)
+
+
+_register_audit_and_keys()
+
+
 if __name__ == "__main__":
     main()
