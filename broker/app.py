@@ -7,6 +7,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from broker.audit.integrator import BackgroundIntegrator
+from broker.audit.routes import router as audit_router
 from broker.consent.routes import router as consent_router
 from broker.context import BrokerContext
 from broker.exchange.routes import router as exchange_router
@@ -24,13 +26,18 @@ def create_app(settings: Settings | None = None, context: BrokerContext | None =
     configure_logging(settings.log_level)
     context = context or BrokerContext.create(settings)
     serving = context
+    log_integrator = BackgroundIntegrator(
+        context.sessions, context.keys, settings.origin, context.clock.now, settings.integrate_interval_seconds
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         serving.start_background()
+        log_integrator.start()
         try:
             yield
         finally:
+            log_integrator.stop()
             serving.stop_background()
 
     app = FastAPI(
@@ -41,7 +48,7 @@ def create_app(settings: Settings | None = None, context: BrokerContext | None =
     )
     app.state.context = context
     install_problem_handlers(app)
-    for router in (exchange_router, consent_router, registry_router, ops_router, tasks_router):
+    for router in (exchange_router, consent_router, registry_router, ops_router, tasks_router, audit_router):
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
+from broker.audit.proofs import receipt as delivery_receipt
 from broker.clock import as_utc
 from broker.db.models import Exchange
 from broker.deps import Context, Requester
 from broker.exchange import repository
-from broker.exchange.schemas import EvidenceLink, EvidenceRequestIn, ExchangeOut, ProblemOut
+from broker.exchange.schemas import EvidenceLink, EvidenceRequestIn, ExchangeOut, ProblemOut, ReceiptOut
 from broker.exchange.service import problem_of, request_evidence
 from broker.problems import PROBLEM_MEDIA_TYPE, Problem
 
@@ -23,7 +26,7 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def exchange_out(exchange: Exchange) -> ExchangeOut:
+def exchange_out(exchange: Exchange, receipt: ReceiptOut | None = None) -> ExchangeOut:
     href = f"/v1/evidence-requests/{exchange.id}"
     problem = problem_of(exchange)
     return ExchangeOut(
@@ -43,12 +46,18 @@ def exchange_out(exchange: Exchange) -> ExchangeOut:
         problem=ProblemOut(status=problem.status, reason=problem.reason, detail=problem.detail)
         if problem
         else None,
+        receipt=receipt,
         links={"self": href},
     )
 
 
-def _answer(exchange: Exchange, problem: Problem | None) -> JSONResponse:
-    body = exchange_out(exchange).model_dump(mode="json", exclude_none=True)
+def _receipt(session: Session, exchange: Exchange) -> ReceiptOut | None:
+    found = delivery_receipt(session, exchange.delivery_log_seq)
+    return ReceiptOut(**asdict(found)) if found is not None else None
+
+
+def _answer(exchange: Exchange, problem: Problem | None, receipt: ReceiptOut | None = None) -> JSONResponse:
+    body = exchange_out(exchange, receipt).model_dump(mode="json", exclude_none=True)
     if problem is not None:
         # The problem document names what went wrong and still carries the exchange for reference.
         return JSONResponse(
@@ -77,9 +86,11 @@ def create_evidence_request(
     with context.unit_of_work() as session:
         result = request_evidence(session, deps, principal, body, idempotency_key)
         context.remote.begin(session, result)
+        # Known now: the delivery entry's leaf hash; its log index once the integrator ran.
+        receipt = _receipt(session, result.exchange)
     # A remote authority is asked only now that the routed exchange is committed.
     result = context.remote.settle(result)
-    return _answer(result.exchange, result.problem)
+    return _answer(result.exchange, result.problem, receipt)
 
 
 def _owned(context: Context, principal: Requester, exchange_id: str) -> Exchange:
@@ -93,7 +104,9 @@ def _owned(context: Context, principal: Requester, exchange_id: str) -> Exchange
 @router.get("/{exchange_id}", response_model=ExchangeOut, responses=PROBLEM_RESPONSES)
 def get_evidence_request(exchange_id: str, principal: Requester, context: Context) -> JSONResponse:
     exchange = _owned(context, principal, exchange_id)
-    return JSONResponse(exchange_out(exchange).model_dump(mode="json", exclude_none=True))
+    with context.sessions() as session:
+        receipt = _receipt(session, exchange)
+    return JSONResponse(exchange_out(exchange, receipt).model_dump(mode="json", exclude_none=True))
 
 
 @router.get(

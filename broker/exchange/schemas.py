@@ -72,7 +72,8 @@ class EvidenceLink(BaseModel):
 
 
 class ReceiptOut(BaseModel):
-    log_index: int
+    # None until the integrator has given the delivery entry its index (within about a second).
+    log_index: int | None = None
     leaf_hash: str
     tree_size: int | None = None
     inclusion_proof: list[str] | None = None
