@@ -51,6 +51,8 @@ class Finished:
 
 
 def enqueue(session: Session, query: EvidenceQuery, now: datetime) -> AdapterTask:
+    # The models declare no relationship, so the flush would not know the exchange row must come first.
+    session.flush()
     return repository.add(
         session,
         AdapterTask(
