@@ -193,8 +193,9 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture(scope="session")
 def live_broker(seeded_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
-    """A real broker process per backend, on the seeded demo database."""
-    process, broker = start_broker(seeded_database_url, tmp_path_factory.mktemp("broker"))
+    """A real broker process per backend, on the seeded demo database (with the OOTS EDM schemas)."""
+    oots_schemas = {"BROKER_SCHEMA_PATH": str(SHARED_DIR / "oots" / "xsd")}
+    process, broker = start_broker(seeded_database_url, tmp_path_factory.mktemp("broker"), oots_schemas)
     try:
         yield broker
     finally:
