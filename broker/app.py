@@ -14,7 +14,9 @@ from broker.context import BrokerContext
 from broker.exchange.routes import router as exchange_router
 from broker.logging import configure_logging
 from broker.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from broker.oots.routes import router as oots_router
 from broker.ops.routes import router as ops_router
+from broker.preview.routes import router as preview_router
 from broker.problems import install_problem_handlers
 from broker.registry.routes import router as registry_router
 from broker.settings import Settings, get_settings
@@ -48,7 +50,8 @@ def create_app(settings: Settings | None = None, context: BrokerContext | None =
     )
     app.state.context = context
     install_problem_handlers(app)
-    for router in (exchange_router, consent_router, registry_router, ops_router, tasks_router, audit_router):
+    routers = (exchange_router, consent_router, registry_router, ops_router, tasks_router, audit_router)
+    for router in (*routers, oots_router, preview_router):
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)

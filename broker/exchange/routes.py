@@ -16,6 +16,7 @@ from broker.deps import Context, Requester
 from broker.exchange import repository
 from broker.exchange.schemas import EvidenceLink, EvidenceRequestIn, ExchangeOut, ProblemOut, ReceiptOut
 from broker.exchange.service import problem_of, request_evidence
+from broker.preview.routes import preview_link
 from broker.problems import PROBLEM_MEDIA_TYPE, Problem
 
 router = APIRouter(prefix="/v1/evidence-requests", tags=["exchange"])
@@ -26,7 +27,7 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def exchange_out(exchange: Exchange, receipt: ReceiptOut | None = None) -> ExchangeOut:
+def exchange_out(exchange: Exchange, receipt: ReceiptOut | None = None, preview: str | None = None) -> ExchangeOut:
     href = f"/v1/evidence-requests/{exchange.id}"
     problem = problem_of(exchange)
     return ExchangeOut(
@@ -47,7 +48,8 @@ def exchange_out(exchange: Exchange, receipt: ReceiptOut | None = None) -> Excha
         if problem
         else None,
         receipt=receipt,
-        links={"self": href},
+        # While the citizen's approval is pending, the requester sends them to the preview link.
+        links={"self": href, **({"preview": preview} if preview else {})},
     )
 
 
@@ -56,8 +58,10 @@ def _receipt(session: Session, exchange: Exchange) -> ReceiptOut | None:
     return ReceiptOut(**asdict(found)) if found is not None else None
 
 
-def _answer(exchange: Exchange, problem: Problem | None, receipt: ReceiptOut | None = None) -> JSONResponse:
-    body = exchange_out(exchange, receipt).model_dump(mode="json", exclude_none=True)
+def _answer(
+    exchange: Exchange, problem: Problem | None, receipt: ReceiptOut | None = None, preview: str | None = None
+) -> JSONResponse:
+    body = exchange_out(exchange, receipt, preview).model_dump(mode="json", exclude_none=True)
     if problem is not None:
         # The problem document names what went wrong and still carries the exchange for reference.
         return JSONResponse(
@@ -90,7 +94,8 @@ def create_evidence_request(
         receipt = _receipt(session, result.exchange)
     # A remote authority is asked only now that the routed exchange is committed.
     result = context.remote.settle(result)
-    return _answer(result.exchange, result.problem, receipt)
+    exchange, preview = preview_link(context, result.exchange)
+    return _answer(exchange, result.problem, receipt, preview)
 
 
 def _owned(context: Context, principal: Requester, exchange_id: str) -> Exchange:
@@ -103,10 +108,10 @@ def _owned(context: Context, principal: Requester, exchange_id: str) -> Exchange
 
 @router.get("/{exchange_id}", response_model=ExchangeOut, responses=PROBLEM_RESPONSES)
 def get_evidence_request(exchange_id: str, principal: Requester, context: Context) -> JSONResponse:
-    exchange = _owned(context, principal, exchange_id)
+    exchange, preview = preview_link(context, _owned(context, principal, exchange_id))
     with context.sessions() as session:
         receipt = _receipt(session, exchange)
-    return JSONResponse(exchange_out(exchange, receipt).model_dump(mode="json", exclude_none=True))
+    return JSONResponse(exchange_out(exchange, receipt, preview).model_dump(mode="json", exclude_none=True))
 
 
 @router.get(
