@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     # Delivered evidence is kept for retrieval this long, then purged.
     evidence_retention_hours: int = 24
     # A citizen's preview (evidence held for approval) stays open this long, then the evidence is dropped.
-    preview_ttl_minutes: int = 30
+    preview_ttl_minutes: float = 30.0
     # The broker's address as citizens and remote requesters reach it (https://…), used in the
     # links it hands out (the OOTS PreviewLocation); empty: the address each request came in on.
     public_url: str = ""

@@ -14,7 +14,7 @@ import email
 import email.policy
 import uuid
 from dataclasses import dataclass, field
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from functools import cache
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
@@ -155,7 +155,9 @@ class EdmRequest:
                 )
             query.append(slot("NaturalPerson", "AnyValueType", f"<Person>{''.join(parts)}</Person>"))
         if self.legal_person:
-            query.append(slot("LegalPerson", "AnyValueType", "<LegalPerson><LegalName>ACME GmbH</LegalName></LegalPerson>"))
+            query.append(
+                slot("LegalPerson", "AnyValueType", "<LegalPerson><LegalName>ACME GmbH</LegalName></LegalPerson>")
+            )
         evidence = (
             f"<DataServiceEvidenceType><Identifier>{escape(self.type_identifier)}</Identifier>"
             f"<EvidenceTypeClassification>{escape(self.classification)}</EvidenceTypeClassification>"
@@ -165,7 +167,8 @@ class EdmRequest:
         query.append(slot("EvidenceRequest", "AnyValueType", evidence))
         document = (
             '<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<q:QueryRequest xmlns:q="{QUERY}" xmlns:r="{RIM}" xmlns="{SDG}" xmlns:xsi="{XSI}" id={quoteattr(self.id)}>'
+            f'<q:QueryRequest xmlns:q="{QUERY}" xmlns:r="{RIM}" xmlns="{SDG}" xmlns:xsi="{XSI}"'
+            f" id={quoteattr(self.id)}>"
             + "".join(top)
             + '<q:ResponseOption returnType="LeafClassWithRepositoryItem"/>'
             + '<q:Query queryDefinition="DocumentQuery">'
@@ -196,7 +199,9 @@ def slot_values(parent: etree._Element) -> dict[str, Any]:
         assert value is not None
         strings = value.findall("rim:Value/rim:LocalizedString", NS)
         if strings:
-            values[slot.get("name", "")] = {s.get("{http://www.w3.org/XML/1998/namespace}lang"): s.get("value") for s in strings}
+            values[slot.get("name", "")] = {
+                s.get("{http://www.w3.org/XML/1998/namespace}lang"): s.get("value") for s in strings
+            }
         else:
             values[slot.get("name", "")] = value.findtext("rim:Value", namespaces=NS) or value
     return values
@@ -227,7 +232,7 @@ def failure_of(answer: httpx.Response, status: int = 200) -> Failure:
 class Evidence:
     root: etree._Element
     evidence: bytes
-    evidence_part: EmailMessage
+    evidence_part: MIMEPart
 
 
 def evidence_of(answer: httpx.Response) -> Evidence:
@@ -245,7 +250,7 @@ def evidence_of(answer: httpx.Response) -> Evidence:
     by_id = {str(part["Content-ID"]): part for part in parts}
     root_part = by_id[str(start)]
     assert root_part.get_content_type() == MEDIA_TYPE
-    root = assert_edm_valid(root_part.get_payload(decode=True))
+    root = assert_edm_valid(root_part.get_content())
     assert root.get("status") == "urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:Success"
     reference = root.find("rim:RegistryObjectList/rim:RegistryObject/rim:RepositoryItemRef", NS)
     assert reference is not None
@@ -253,4 +258,4 @@ def evidence_of(answer: httpx.Response) -> Evidence:
     assert href.startswith("cid:")
     evidence_part = by_id[f"<{href[4:]}>"]
     assert evidence_part.get_content_type() == "application/xml"
-    return Evidence(root, evidence_part.get_payload(decode=True), evidence_part)
+    return Evidence(root, evidence_part.get_content(), evidence_part)

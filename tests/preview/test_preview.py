@@ -1,0 +1,309 @@
+"""The citizen's preview end to end, through the OOTS gateway and the JSON API, on both databases.
+
+Evidence that needs the citizen's approval is held (unsealed, never released) until they
+approve it on /preview/{token}; declining or letting the preview expire drops it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, select
+
+from broker.db.models import Exchange, LogEntry, Preview
+from tests.conftest import SHARED_DIR, LiveBroker, start_broker, stop_process
+from tests.oots.support import (
+    DK_AGENT,
+    ERROR_SEVERITY,
+    GEBURT,
+    MELDE,
+    PREVIEW_REQUIRED,
+    EdmRequest,
+    Person,
+    evidence_of,
+    failure_of,
+    post_edm,
+)
+
+WITH_PREVIEW = "urn:test:geburtsurkunde-mit-vorschau"
+HASTY_TTL = 2.0  # seconds
+ERIKA = {"family_name": "Mustermann", "given_name": "Erika", "birth_date": "1964-08-12"}
+
+
+@pytest.fixture(scope="module")
+def requester(live_broker: LiveBroker, preview_type: str) -> str:
+    return live_broker.add_client("requester", GEBURT, MELDE, preview_type, agent=DK_AGENT)
+
+
+@pytest.fixture(scope="module")
+def preview_type(live_broker: LiveBroker) -> str:
+    """An evidence type whose evidence is released only after the citizen's preview."""
+    admin = live_broker.add_client("admin")
+    with live_broker.client(admin) as client:
+        document = client.get("/v1/admin/registry").json()
+        if not any(t["id"] == WITH_PREVIEW for t in document["evidence_types"]):
+            geburt = next(t for t in document["evidence_types"] if t["id"] == GEBURT)
+            document["evidence_types"].append(
+                {
+                    **geburt,
+                    "id": WITH_PREVIEW,
+                    "title": "Geburtsurkunde (mit Vorschau)",
+                    "oots_classifications": ["CertificateOfBirthWithPreview"],
+                    "preview_required": True,
+                }
+            )
+            document["routes"].append(
+                {"evidence_type": WITH_PREVIEW, "ars_prefix": "13004", "authority": "standesamt-13004"}
+            )
+            answer = client.put("/v1/admin/registry", json=document)
+            assert answer.status_code == 200, answer.text
+    return WITH_PREVIEW
+
+
+def rows(broker: LiveBroker, exchange_id: str) -> tuple[Exchange, Preview | None, list[tuple[str, Any]]]:
+    engine = create_engine(broker.database_url)
+    with engine.connect() as connection:
+        exchange = connection.execute(select(Exchange).where(Exchange.id == exchange_id)).one()
+        preview = connection.execute(select(Preview).where(Preview.exchange_id == exchange_id)).one_or_none()
+        entries = connection.execute(
+            select(LogEntry.event, LogEntry.body).where(LogEntry.exchange_id == exchange_id).order_by(LogEntry.seq)
+        ).all()
+    engine.dispose()
+    return exchange, preview, [(e.event, e.body) for e in entries]  # type: ignore[return-value]
+
+
+def exchange_id_of(broker: LiveBroker, external_ref: str) -> str:
+    engine = create_engine(broker.database_url)
+    with engine.connect() as connection:
+        found = connection.execute(select(Exchange.id).where(Exchange.external_ref == external_ref)).scalar_one()
+    engine.dispose()
+    return str(found)
+
+
+def decide(broker: LiveBroker, location: str, decision: str) -> httpx.Response:
+    with httpx.Client(timeout=30) as client:
+        return client.post(location, data={"decision": decision})
+
+
+def edm(broker: LiveBroker, token: str, request: EdmRequest) -> httpx.Response:
+    with broker.client(token) as client:
+        return post_edm(client, request.xml())
+
+
+# --- the OOTS round trip ----------------------------------------------------------------------
+
+
+def first_request(broker: LiveBroker, token: str, **fields: Any) -> tuple[EdmRequest, str]:
+    request = EdmRequest(possibility_for_preview=True, **fields)
+    failure = failure_of(edm(broker, token, request))
+    assert (failure.code, failure.reason, failure.exception_type) == (
+        "EDM:ERR:0002",
+        "preview.required",
+        "rs:AuthorizationExceptionType",
+    )
+    assert failure.severity == PREVIEW_REQUIRED
+    location = failure.slots["PreviewLocation"]
+    assert location.startswith(broker.base_url + "/preview/")
+    assert failure.slots["PreviewMethod"] == "GET"
+    assert set(failure.slots["PreviewDescription"]) == {"en", "de"}
+    return request, location
+
+
+def test_oots_preview_round_trip_approved(live_broker: LiveBroker, requester: str) -> None:
+    request, location = first_request(live_broker, requester)
+    exchange_id = exchange_id_of(live_broker, request.id)
+    exchange, preview, entries = rows(live_broker, exchange_id)
+    assert (exchange.state, exchange.evidence_digest is not None) == ("awaiting_preview", True)
+    assert preview is not None and preview.state == "pending"
+    assert [e for e, _ in entries] == ["received", "routed", "preview_requested"]
+    assert location.rsplit("/", 1)[1] not in str(preview.token_hash)  # only the hash is stored
+
+    # Asking again before the citizen decided: still the redirect, to the same place.
+    second = EdmRequest(possibility_for_preview=True, preview_location=location)
+    again = failure_of(edm(live_broker, requester, second))
+    assert (again.reason, again.severity, again.slots["PreviewLocation"]) == (
+        "preview.required",
+        PREVIEW_REQUIRED,
+        location,
+    )
+    assert again.root.get("requestId") == second.id
+
+    with httpx.Client(timeout=30) as client:
+        page = client.get(location)
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.headers["cache-control"] == "no-store" and page.headers["referrer-policy"] == "no-referrer"
+    assert "Mustermann" in page.text and "1964-08-12" in page.text and "Standesamt Schwerin" in page.text
+    assert page.text.count('<form method="post">') == 2
+
+    approved = decide(live_broker, location, "approve")
+    assert approved.status_code == 200 and "zugestimmt" in approved.text
+
+    third = EdmRequest(possibility_for_preview=True, preview_location=location)
+    found = evidence_of(edm(live_broker, requester, third))
+    assert found.root.get("requestId") == third.id
+    assert b"Mustermann" in found.evidence and b"Signature" in found.evidence
+    exchange, preview, entries = rows(live_broker, exchange_id)
+    assert exchange.state == "delivered" and preview is not None and preview.state == "approved"
+    assert [e for e, _ in entries] == ["received", "routed", "preview_requested", "preview_decided", "delivered"]
+    assert b'"outcome":"approved"' in entries[3][1]
+
+    # Single use: the decision stands, the page says so.
+    assert decide(live_broker, location, "decline").status_code == 409
+    with httpx.Client(timeout=30) as client:
+        after = client.get(location)
+    assert after.status_code == 200 and "<form" not in after.text and "bereits entschieden" in after.text
+
+
+def test_oots_preview_declined(live_broker: LiveBroker, requester: str) -> None:
+    request, location = first_request(live_broker, requester)
+    assert decide(live_broker, location, "decline").status_code == 200
+    refused = failure_of(
+        edm(live_broker, requester, EdmRequest(possibility_for_preview=True, preview_location=location))
+    )
+    assert (refused.code, refused.reason, refused.severity) == ("EDM:ERR:0002", "preview.declined", ERROR_SEVERITY)
+    exchange, preview, entries = rows(live_broker, exchange_id_of(live_broker, request.id))
+    assert (exchange.state, exchange.evidence) == ("rejected", None)
+    assert preview is not None and preview.state == "declined"
+    assert [e for e, _ in entries][-2:] == ["preview_decided", "refused"]
+
+
+def test_the_preview_location_is_only_good_for_its_own_request(live_broker: LiveBroker, requester: str) -> None:
+    _, location = first_request(live_broker, requester)
+    stranger = live_broker.add_client("requester", GEBURT, agent=DK_AGENT)
+    for token, request in (
+        (stranger, EdmRequest(preview_location=location)),
+        (requester, EdmRequest(preview_location=location, person=Person(given_name="Erik"))),
+        (requester, EdmRequest(preview_location=location.rsplit("/", 1)[0] + "/" + "A" * 43)),
+        (requester, EdmRequest(preview_location="https://preview.example.com/requests?session=1")),
+    ):
+        failure = failure_of(edm(live_broker, token, request))
+        assert (failure.code, failure.reason) == ("EDM:ERR:0003", "oots.preview_location_unknown")
+
+
+def test_a_type_released_only_after_preview(live_broker: LiveBroker, requester: str, preview_type: str) -> None:
+    request = EdmRequest(classification="CertificateOfBirthWithPreview", type_identifier="x")
+    refused = failure_of(edm(live_broker, requester, request))
+    assert (refused.code, refused.reason) == ("EDM:ERR:0002", "preview.impossible")
+    first_request(live_broker, requester, classification="CertificateOfBirthWithPreview", type_identifier="x")
+    # The JSON API holds it for preview without being asked to.
+    body = {
+        "evidence_type": preview_type,
+        "jurisdiction": "13004",
+        "subject": ERIKA,
+        "purpose": "Test",
+        "legal_basis": "§ 1 Test",
+        "explicit_request": True,
+    }
+    with live_broker.client(requester) as client:
+        answer = client.post("/v1/evidence-requests", json=body)
+    assert answer.status_code == 202 and answer.json()["state"] == "awaiting_preview"
+
+
+# --- the JSON API ---------------------------------------------------------------------------------
+
+
+def v1_request(broker: LiveBroker, token: str) -> dict[str, Any]:
+    body = {
+        "evidence_type": MELDE,
+        "jurisdiction": "13004",
+        "subject": ERIKA,
+        "purpose": "Wohngeldantrag",
+        "legal_basis": "§ 23 WoGG",
+        "explicit_request": True,
+        "preview": True,
+    }
+    with broker.client(token) as client:
+        answer = client.post("/v1/evidence-requests", json=body, headers={"Idempotency-Key": str(uuid.uuid4())})
+    assert answer.status_code == 202, answer.text
+    exchange: dict[str, Any] = answer.json()
+    assert exchange["state"] == "awaiting_preview" and "evidence" not in exchange
+    assert re.fullmatch(r"/preview/[A-Za-z0-9_-]{43}", exchange["links"]["preview"])
+    assert answer.headers["location"] == exchange["links"]["self"]
+    return exchange
+
+
+def test_v1_preview_approved(live_broker: LiveBroker, requester: str) -> None:
+    exchange = v1_request(live_broker, requester)
+    location = live_broker.base_url + exchange["links"]["preview"]
+    with live_broker.client(requester) as client:
+        assert client.get(f"{exchange['links']['self']}/evidence").status_code == 409  # nothing released yet
+        assert client.get(exchange["links"]["self"]).json()["links"]["preview"] == exchange["links"]["preview"]
+    assert "Mustermann" in httpx.get(location, timeout=30).text
+    assert decide(live_broker, location, "approve").status_code == 200
+    with live_broker.client(requester) as client:
+        now = client.get(exchange["links"]["self"]).json()
+        assert now["state"] == "delivered" and "preview" not in now["links"]
+        evidence = client.get(now["evidence"]["href"])
+    assert evidence.status_code == 200 and b"Signature" in evidence.content
+
+
+def test_v1_preview_declined(live_broker: LiveBroker, requester: str) -> None:
+    exchange = v1_request(live_broker, requester)
+    assert decide(live_broker, live_broker.base_url + exchange["links"]["preview"], "decline").status_code == 200
+    with live_broker.client(requester) as client:
+        now = client.get(exchange["links"]["self"]).json()
+        assert client.get(f"{exchange['links']['self']}/evidence").status_code == 409
+    assert now["state"] == "rejected" and now["problem"]["reason"] == "preview.declined"
+
+
+def test_unknown_and_malformed_preview_addresses(live_broker: LiveBroker) -> None:
+    with httpx.Client(base_url=live_broker.base_url, timeout=30) as client:
+        assert client.get("/preview/" + "A" * 43).status_code == 404
+        assert client.get("/preview/short").status_code == 404
+        assert client.post("/preview/" + "A" * 43, data={"decision": "approve"}).status_code == 404
+        assert client.post("/preview/" + "A" * 43, data={"decision": "maybe"}).status_code == 422
+
+
+def test_return_links_are_plain_web_addresses_only(live_broker: LiveBroker, requester: str) -> None:
+    exchange = v1_request(live_broker, requester)
+    location = live_broker.base_url + exchange["links"]["preview"]
+    with httpx.Client(timeout=30) as client:
+        evil = client.get(location, params={"returnurl": "javascript:alert(1)"}).text
+        good = client.get(location, params={"returnurl": "https://portal.example/back?x=<1>"}).text
+    assert "javascript:" not in evil
+    assert 'value="https://portal.example/back?x=&lt;1&gt;"' in good
+
+
+# --- expiry ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hasty_broker(seeded_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
+    """A broker whose previews expire after two seconds."""
+    env = {"BROKER_SCHEMA_PATH": str(SHARED_DIR / "oots" / "xsd"), "BROKER_PREVIEW_TTL_MINUTES": str(HASTY_TTL / 60)}
+    process, broker = start_broker(seeded_database_url, tmp_path_factory.mktemp("hasty"), env)
+    try:
+        yield broker
+    finally:
+        stop_process(process)
+
+
+def test_an_undecided_preview_expires_and_drops_the_evidence(hasty_broker: LiveBroker) -> None:
+    token = hasty_broker.add_client("requester", GEBURT, MELDE, agent=DK_AGENT)
+    exchange = v1_request(hasty_broker, token)
+    _, oots_location = first_request(hasty_broker, token)
+    time.sleep(HASTY_TTL + 0.5)
+    location = hasty_broker.base_url + exchange["links"]["preview"]
+    page = httpx.get(location, timeout=30)
+    assert page.status_code == 410 and "abgelaufen" in page.text
+    assert decide(hasty_broker, location, "approve").status_code == 410
+    with hasty_broker.client(token) as client:
+        now = client.get(exchange["links"]["self"]).json()
+    assert now["state"] == "expired" and now["problem"]["reason"] == "preview.expired"
+    row, preview, entries = rows(hasty_broker, exchange["id"])
+    assert row.evidence is None and preview is not None and preview.state == "expired"
+    assert [e for e, _ in entries][-1] == "expired"
+
+    late = failure_of(edm(hasty_broker, token, EdmRequest(preview_location=oots_location)))
+    assert (late.code, late.reason, late.exception_type) == (
+        "EDM:ERR:0005",
+        "preview.expired",
+        "rs:TimeoutExceptionType",
+    )
