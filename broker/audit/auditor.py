@@ -15,10 +15,13 @@ from broker.audit.verify import EntryScan, Report, verify_log
 from broker.keys.store import KeyStore
 
 
-def checkpoint_verifiers(keys: KeyStore, origin: str) -> list[Verifier]:
-    """Every checkpoint key of the broker, retired ones included: old checkpoints stay verifiable."""
-    if not keys.initialised:
-        # Asking the store for keys would generate fresh ones, which verify nothing.
+def checkpoint_verifiers(keys: KeyStore, origin: str, *, serving: bool = False) -> list[Verifier]:
+    """Every checkpoint key of the broker, retired ones included: old checkpoints stay verifiable.
+
+    Auditor tools must not create keys (fresh keys would verify nothing); a serving broker owns
+    its keys and creates them on first use anyway.
+    """
+    if not serving and not keys.initialised:
         return []
     return [Verifier(origin, info.public_key) for info in keys.checkpoint_public_keys()]
 

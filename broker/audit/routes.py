@@ -156,7 +156,7 @@ def list_entries(
     summary="The checkpoint verifier keys (vkey strings for `broker audit verify-bundle --key`)",
 )
 def get_verifier_keys(context: Context) -> PlainTextResponse:
-    verifiers = checkpoint_verifiers(context.keys, context.settings.origin)
+    verifiers = checkpoint_verifiers(context.keys, context.settings.origin, serving=True)
     return PlainTextResponse("".join(f"{v.vkey()}\n" for v in verifiers), media_type=_TEXT)
 
 

@@ -429,11 +429,12 @@ def _diagnose_entries(
         first = damaged[0]
         good = [c.size for c in signed if c.size < first.size and matches.get(c.size)]
         last_good = good[-1] if good else 0
-        if first.size > tree.size and (not good or last_good == tree.size):
+        if first.size > tree.size:
+            unsure = "" if last_good == tree.size else f"; the entries from index {last_good} on are unverified"
             report.add(
                 ENTRY_DELETED,
                 f"the checkpoint for tree size {first.size} signs {first.size} entries but the log holds only "
-                f"{tree.size}: entries were deleted from the end (or the log was cut back)",
+                f"{tree.size}: entries were deleted (or the log was cut back){unsure}",
                 tree.size,
             )
             return

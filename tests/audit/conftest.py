@@ -3,7 +3,7 @@ from the shared ``database_url`` fixture), a key store, and helpers to fill the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -96,14 +96,8 @@ def log(sessions: sessionmaker[Session], keys: KeyStore) -> Log:
 @pytest.fixture
 def cli_env(database_url: str, engine: Engine, keys: KeyStore, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The ``broker`` CLI's settings pointed at the test database and keys."""
-    from broker.settings import get_settings
-
     monkeypatch.setenv("BROKER_DATABASE_URL", database_url)
     monkeypatch.setenv("BROKER_KEYS_DIR", str(keys.keys_dir))
     monkeypatch.setenv("BROKER_ORIGIN", ORIGIN)
-    get_settings.cache_clear()
     yield
-    get_settings.cache_clear()
 
-
-Tamper = Callable[[str], None]
