@@ -177,8 +177,9 @@ _register_adapters()
 def _register_audit_and_keys() -> None:
     from broker.audit.commands import audit
     from broker.seal.commands import evidence, keys
+    from broker.xml.commands import schemas
 
-    for group in (audit, evidence, keys):
+    for group in (audit, evidence, keys, schemas):
         main.add_command(group)
 
 

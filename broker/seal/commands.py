@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
 from broker.keys.store import KeyStore, KeyStoreError, certificate_key_id
 from broker.seal.xades import SealVerificationError, verify_sealed_evidence_detailed
-
-_REPO_DIR = Path(__file__).resolve().parents[2]
+from broker.settings import get_settings
 
 
 def keys_dir() -> Path:
-    return Path(os.environ.get("BROKER_KEYS_DIR") or _REPO_DIR / "keys")
+    return get_settings().keys_dir
 
 
 @click.group()
@@ -23,9 +21,7 @@ def evidence() -> None:
 
 
 @evidence.command("verify")
-@click.argument(
-    "files", metavar="FILE...", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
-)
+@click.argument("files", metavar="FILE...", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 def verify(files: tuple[Path, ...]) -> None:
     """Check each FILE's seal against the broker's certificates (active and retired).
 

@@ -36,6 +36,8 @@ from signxml.xades import (
     XAdESVerifyResult,
 )
 
+from broker.xml.hardened import XmlIntakeError, parse_xml
+
 DS_NS = "http://www.w3.org/2000/09/xmldsig#"
 XADES_NS = "http://uri.etsi.org/01903/v1.3.2#"
 _DS_SIGNATURE = f"{{{DS_NS}}}Signature"
@@ -65,19 +67,12 @@ class VerifiedEvidence:
 
 
 def _parse_xml(data: bytes) -> etree._Element:
-    # Stand-in until broker.xml.hardened.parse_xml exists; swap this body for that call.
-    parser = etree.XMLParser(
-        resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False, huge_tree=False
-    )
+    # The one hardened door: a DOCTYPE (which could declare IDs or entities that change what a
+    # reference means) is refused there, as are entities, XInclude and oversized documents.
     try:
-        root = etree.fromstring(data, parser)
-    except etree.XMLSyntaxError as exc:
-        raise ValueError(f"not well-formed XML: {exc}") from exc
-    docinfo = root.getroottree().docinfo
-    if docinfo.doctype or docinfo.internalDTD is not None:
-        # A DTD can declare ID attributes and entities, both of which change what a reference means.
-        raise ValueError("documents with a DOCTYPE are not accepted")
-    return root
+        return parse_xml(data)
+    except XmlIntakeError as exc:
+        raise ValueError(f"{exc.reason}: {exc.detail}") from exc
 
 
 def _signature_method(private_key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> SignatureMethod:
@@ -127,9 +122,7 @@ def verify_sealed_evidence(data: bytes, trusted_certificates: Sequence[x509.Cert
     return verify_sealed_evidence_detailed(data, trusted_certificates).document
 
 
-def verify_sealed_evidence_detailed(
-    data: bytes, trusted_certificates: Sequence[x509.Certificate]
-) -> VerifiedEvidence:
+def verify_sealed_evidence_detailed(data: bytes, trusted_certificates: Sequence[x509.Certificate]) -> VerifiedEvidence:
     try:
         root = _parse_xml(data)
     except ValueError as exc:
@@ -173,9 +166,7 @@ def _trusted_signers(
             embedded.add(base64.b64decode("".join((node.text or "").split()), validate=True))
         except (binascii.Error, ValueError):
             continue
-    return [
-        cert for cert in trusted_certificates if cert.public_bytes(serialization.Encoding.DER) in embedded
-    ]
+    return [cert for cert in trusted_certificates if cert.public_bytes(serialization.Encoding.DER) in embedded]
 
 
 def _check_document_reference(signature: etree._Element, root: etree._Element) -> None:

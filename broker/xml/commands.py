@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
-import broker
+from broker.settings import REPO_DIR, get_settings
 from broker.xml.catalogue import CatalogueError, SchemaCatalogue, SchemaEntry, import_schemas
 from broker.xml.hardened import XmlIntakeError, parse_xml
 
 
 def catalogue_dirs() -> list[Path]:
     """The project's ``xsd/`` followed by the ``BROKER_SCHEMA_PATH`` directories, in order."""
-    own = Path(broker.__file__).resolve().parents[1] / "xsd"
-    return ([own] if own.is_dir() else []) + _schema_path()
-
-
-def _schema_path() -> list[Path]:
-    value = os.environ.get("BROKER_SCHEMA_PATH", "")
-    return [Path(p) for p in value.split(os.pathsep) if p.strip()]
+    return get_settings().schema_dirs
 
 
 def _load() -> SchemaCatalogue:
@@ -87,7 +80,7 @@ def validate(files: tuple[Path, ...]) -> None:
 @click.option("--name", help="Subdirectory to create in the target (default: the source's name).")
 def import_command(source: Path, into: Path | None, name: str | None) -> None:
     """Copy the .xsd files of a directory or .zip into the schema path, after checking they compile."""
-    target = into or next(iter(_schema_path()), Path("var/schemas"))
+    target = into or next(iter(get_settings().schema_dirs[1:]), REPO_DIR / "var" / "schemas")
     context = [d for d in catalogue_dirs() if d.is_dir()]
     try:
         entries = import_schemas(source, target, context_dirs=context, name=name)

@@ -9,14 +9,10 @@ from broker.cli import main
 from broker.clients.service import hash_token
 from broker.db.models import Client, ClientPermission
 from broker.db.session import make_engine, make_session_factory
-from broker.settings import get_settings
 
 
 def run(database_url: str, *args: str):  # type: ignore[no-untyped-def]
-    get_settings.cache_clear()
-    result = CliRunner().invoke(main, list(args), env={"BROKER_DATABASE_URL": database_url})
-    get_settings.cache_clear()
-    return result
+    return CliRunner().invoke(main, list(args), env={"BROKER_DATABASE_URL": database_url})
 
 
 def test_clients_add_prints_token_and_stores_hash(database_url: str) -> None:
