@@ -22,7 +22,7 @@ class WireAnswer:
 
 def _schema_invalid(evidence: bytes) -> bytes:
     root = etree.fromstring(evidence)
-    root.remove(root[-1])  # every evidence type requires its last element
+    root.remove(root[0])  # the Ausstellung block, required in every evidence type
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 

@@ -39,9 +39,11 @@ def check(target: str, authority_id: str | None, public_key: Path | None, wait: 
     adapter must be polling a broker on the same database while the battery runs.
     """
     from broker.context import BrokerContext
+    from broker.logging import configure_logging
     from broker.settings import get_settings
     from broker.tasks.conformance import Battery
 
+    configure_logging("warning")  # stdout is the report; the exchanges' log lines would drown it
     context = BrokerContext.create(get_settings())
     registry = context.registry.get()
     is_url = target.startswith(("http://", "https://"))

@@ -209,7 +209,7 @@ class Battery:
             return CaseResult(name, "FAIL", "no evidence from the adapter to corrupt")
         truncated = evidence[: len(evidence) // 2]
         root = etree.fromstring(evidence)
-        root.remove(root[-1])
+        root.remove(root[0])  # the Ausstellung block, required in every evidence type
         stripped = etree.tostring(root)
         refused = []
         try:
@@ -266,7 +266,7 @@ class Battery:
         return EvidenceRequestIn(
             evidence_type=self.evidence_type.id,
             jurisdiction=self.authority.ars or None,
-            subject=SubjectIn.model_construct(family_name="Niemand", given_name="Keiner", idnr=None),
+            subject=SubjectIn(family_name="Niemand", given_name="Keiner", birth_date=_unknown().birth_date),
             purpose="Konformitaetspruefung",
             legal_basis="adapter conformance check",
             explicit_request=True,

@@ -173,7 +173,7 @@ def answer(
         exchange = repository.lock_exchange(session, task.exchange_id)
         state = exchange.state if exchange is not None else "unknown"
         refusal = None
-        if exchange is not None and exchange.status_code is not None and exchange.status_code >= 500:
+        if exchange is not None and exchange.reason in _REFUSED:
             refusal = _refusal(task.id, state, exchange.reason or "", exchange.reason_detail or "")
         return Accepted(task.id, task.exchange_id, state, replayed=True, refusal=refusal)
     if media_type(content_type) not in ((XML, "text/xml") if expect == XML else (JSON,)):
@@ -189,7 +189,7 @@ def answer(
         return Accepted(task.id, task.exchange_id, "ended", False, None, gone)
     log.info("task_answered", task=task.id, exchange=task.exchange_id, state=finished.exchange.state)
     refusal = None
-    if finished.problem is not None and finished.problem.status >= 500:
+    if finished.problem is not None and finished.problem.reason in _REFUSED:
         refusal = _refusal(task.id, finished.exchange.state, finished.problem.reason, finished.problem.detail)
     return Accepted(task.id, task.exchange_id, finished.exchange.state, False, finished, refusal)
 
@@ -221,6 +221,8 @@ def _verified_outcome(
 
 
 _REFUSAL_STATUS = {"authority.unsigned": 401, "authority.bad_signature": 401, "authority.garbage": 400}
+# Answers the broker did not accept (the exchange failed because of them): the adapter is told so.
+_REFUSED = {*_REFUSAL_STATUS, "evidence.invalid", "authority.no_key"}
 
 
 def _refusal(task_id: str, exchange_state: str, reason: str, detail: str) -> Problem:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import httpx
 import pytest
 
+from broker.callbacks import signing as callback_signing
 from tests.adapters.conftest import MELDE, Remote, request_body
 from tests.conftest import free_port
 
@@ -109,3 +113,41 @@ def test_answer_after_the_sync_window_is_asynchronous(remote: Remote, push: str,
         assert remote.await_end(answer.json()["id"])["state"] == "delivered"
     finally:
         remote.set_authority(AUTHORITY, timeout_seconds=1.5)
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - the http.server interface
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Receiver.received.append(({k: v for k, v in self.headers.items()}, body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_signed_callback_when_an_asynchronous_exchange_ends(remote: Remote, push: str, fault: Any) -> None:
+    server = HTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    remote.set_authority(AUTHORITY, timeout_seconds=6)
+    try:
+        fault("slow", delay=3)
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        answer = remote.request(request_body(MELDE, callback_url=url))
+        assert answer.status_code == 202, answer.text
+        deadline = time.monotonic() + 20
+        while not _Receiver.received and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        remote.set_authority(AUTHORITY, timeout_seconds=1.5)
+        server.shutdown()
+    headers, body = _Receiver.received[0]
+    secret = remote.cli("clients", "callback-secret", remote.requester_name).strip()
+    assert callback_signing.verify(secret, body, headers)
+    assert not callback_signing.verify(secret, body + b" ", headers)
+    assert not callback_signing.verify(secret, body, headers, now=time.time() + 301)  # refused after 5 minutes
+    document = json.loads(body)
+    assert document["type"] == "exchange.ended"
+    assert document["exchange"]["id"] == answer.json()["id"] and document["exchange"]["state"] == "delivered"
