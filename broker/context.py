@@ -116,6 +116,7 @@ class BrokerContext:
 
     def start_background(self) -> None:
         """Threads a serving process runs besides its requests (remote exchanges' sweeps)."""
+        self.keys.request_signing_key()  # made now, so that the JWKS lists it before the first push
         self.remote.start()
 
     def stop_background(self) -> None:

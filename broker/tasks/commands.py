@@ -69,3 +69,43 @@ def check(target: str, authority_id: str | None, public_key: Path | None, wait: 
     failed = sum(r.verdict == "FAIL" for r in results)
     click.echo(f"{len(results) - failed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
+
+
+@adapters.command("connect")
+@click.argument("authority_id")
+@click.option("--binding", required=True, type=click.Choice(["in_process", "http_push", "pull"]))
+@click.option("--endpoint", default=None, help="http_push: the authority's POST endpoint URL.")
+@click.option(
+    "--public-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+    help="The authority's answer-signing public key (PEM), e.g. from `broker-authority public-key`.",
+)  # fmt: skip
+@click.option("--timeout", "timeout_seconds", type=float, default=None, help="Seconds the authority may take.")
+def connect(
+    authority_id: str, binding: str, endpoint: str | None, public_key: Path | None, timeout_seconds: float | None
+) -> None:
+    """Bind a registered authority to a binding (what PUT /v1/admin/registry/authorities/{id} does)."""
+    from pydantic import ValidationError
+
+    from broker.db.session import make_engine, make_session_factory, unit_of_work
+    from broker.registry import repository
+    from broker.settings import get_settings
+
+    engine = make_engine(get_settings().database_url)
+    try:
+        with unit_of_work(make_session_factory(engine)) as session:
+            current = {a.id: a for a in repository.read_document(session).authorities}.get(authority_id)
+            if current is None:
+                raise click.ClickException(f"no authority {authority_id!r} in the registry")
+            changes: dict[str, object] = {"binding": binding, "endpoint_url": endpoint}
+            if public_key is not None:
+                changes["public_key_pem"] = public_key.read_text()
+            if timeout_seconds is not None:
+                changes["timeout_seconds"] = timeout_seconds
+            try:
+                spec = type(current).model_validate({**current.model_dump(), **changes})
+            except ValidationError as error:
+                raise click.ClickException(str(error)) from None
+            repository.upsert_authority(session, spec)
+    finally:
+        engine.dispose()
+    click.echo(f"{authority_id}: binding {binding}" + (f" at {endpoint}" if endpoint else ""))
