@@ -31,7 +31,7 @@ ERIKA = {"family_name": "Mustermann", "given_name": "Erika", "birth_date": "1964
 # Broker settings that make the asynchronous paths quick to observe.
 REMOTE_ENV = {
     "BROKER_SYNC_TIMEOUT_SECONDS": "2",
-    "BROKER_EXCHANGE_EXPIRY_SECONDS": "12",
+    "BROKER_EXCHANGE_EXPIRY_SECONDS": "25",
     "BROKER_TASK_LEASE_SECONDS": "2",
     "BROKER_BACKGROUND_INTERVAL_SECONDS": "0.3",
     "BROKER_BREAKER_FAILURE_THRESHOLD": "1000",

@@ -173,7 +173,7 @@ def test_refused_pull_answers_fail_the_exchange(
 
 def test_unanswered_exchange_expires(remote: Remote, manual: ManualAdapter) -> None:
     exchange = gewerbe_request(remote)
-    ended = remote.await_end(exchange["id"], timeout=25)  # BROKER_EXCHANGE_EXPIRY_SECONDS=12
+    ended = remote.await_end(exchange["id"], timeout=45)  # BROKER_EXCHANGE_EXPIRY_SECONDS=25
     assert ended["state"] == "expired" and ended["problem"]["status"] == 504
     assert remote.log_reasons(exchange["id"])[-1] == ("expired", "exchange.expired")
     task = manual.take()

@@ -129,6 +129,7 @@ class _Receiver(BaseHTTPRequestHandler):
 
 
 def test_signed_callback_when_an_asynchronous_exchange_ends(remote: Remote, push: str, fault: Any) -> None:
+    _Receiver.received.clear()  # the class outlives one backend's run
     server = HTTPServer(("127.0.0.1", 0), _Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     remote.set_authority(AUTHORITY, timeout_seconds=6)
