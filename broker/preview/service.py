@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from broker.callbacks import service as callbacks
 from broker.clients.service import Principal
 from broker.clock import as_utc
 from broker.db.models import Exchange, Preview
@@ -141,6 +142,7 @@ def expire_if_due(session: Session, deps: ExchangeDependencies, preview: Preview
             "expired",
             Problem(410, "preview.expired", "The citizen did not decide in time; the evidence was discarded."),
         )
+        _notify(session, exchange, now)
 
 
 def decide(session: Session, deps: ExchangeDependencies, token: str, approve: bool) -> PreviewState:
@@ -179,8 +181,16 @@ def decide(session: Session, deps: ExchangeDependencies, token: str, approve: bo
             "rejected",
             Problem(403, "preview.declined", "The citizen declined to release the evidence."),
         )
+    _notify(session, exchange, deps.clock())
     log.info("preview_decided", exchange=exchange.id, outcome=outcome)
     return state
+
+
+def _notify(session: Session, exchange: Exchange, now: datetime) -> None:
+    """Queue the requester's callback for the exchange's end, unless one is queued already (a remote
+    authority's answer queued it when the exchange stopped for the preview)."""
+    if callbacks.state_of(session, exchange.id) is None:
+        callbacks.enqueue(session, exchange, now)
 
 
 def requester_name(session: Session, exchange: Exchange) -> str:

@@ -6,11 +6,14 @@ approve it on /preview/{token}; declining or letting the preview expire drops it
 
 from __future__ import annotations
 
+import json
 import re
+import threading
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -307,3 +310,42 @@ def test_an_undecided_preview_expires_and_drops_the_evidence(hasty_broker: LiveB
         "preview.expired",
         "rs:TimeoutExceptionType",
     )
+
+
+class _CallbackSink(BaseHTTPRequestHandler):
+    received: ClassVar[list[bytes]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - the http.server interface
+        _CallbackSink.received.append(self.rfile.read(int(self.headers["Content-Length"])))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_the_requester_is_called_back_when_the_citizen_decides(live_broker: LiveBroker, requester: str) -> None:
+    server = HTTPServer(("127.0.0.1", 0), _CallbackSink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        body = {
+            "evidence_type": MELDE,
+            "jurisdiction": "13004",
+            "subject": ERIKA,
+            "purpose": "Wohngeldantrag",
+            "legal_basis": "§ 23 WoGG",
+            "explicit_request": True,
+            "preview": True,
+            "callback_url": f"http://127.0.0.1:{server.server_address[1]}/hook",
+        }
+        with live_broker.client(requester) as client:
+            exchange = client.post("/v1/evidence-requests", json=body).json()
+        assert decide(live_broker, live_broker.base_url + exchange["links"]["preview"], "approve").status_code == 200
+        deadline = time.monotonic() + 20
+        while not any(exchange["id"].encode() in b for b in _CallbackSink.received) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        server.shutdown()
+    documents = [json.loads(b) for b in _CallbackSink.received]
+    ended = [d for d in documents if d["exchange"]["id"] == exchange["id"]]
+    assert [d["exchange"]["state"] for d in ended] == ["delivered"]
