@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import queue
+import threading
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -13,6 +17,8 @@ from broker.audit.bundle import ExportSummary, write_bundle
 from broker.audit.note import Verifier
 from broker.audit.verify import EntryScan, Report, verify_log
 from broker.keys.store import KeyStore
+
+T = TypeVar("T")
 
 
 def checkpoint_verifiers(keys: KeyStore, origin: str, *, serving: bool = False) -> list[Verifier]:
@@ -35,14 +41,52 @@ def _snapshot(session: Session) -> None:
         session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
 
 
+_DONE = object()
+
+
+def _prefetched(chunks: Iterator[T]) -> Iterator[T]:
+    """Fetch the next chunk in a thread while the caller hashes this one.
+
+    The database works in its own process meanwhile, so reading and hashing a million entries
+    overlap instead of taking turns; at most two chunks wait in memory.
+    """
+    ready: queue.Queue[object] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def fetch() -> None:
+        try:
+            for chunk in chunks:
+                if stop.is_set():
+                    return
+                ready.put(chunk)
+        except BaseException as error:  # handed to the consumer, which re-raises it
+            ready.put(error)
+            return
+        ready.put(_DONE)
+
+    thread = threading.Thread(target=fetch, name="audit-prefetch", daemon=True)
+    thread.start()
+    try:
+        while (item := ready.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        # If the consumer stopped early, keep taking chunks until the fetcher notices.
+        stop.set()
+        while thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                ready.get(timeout=0.1)
+
+
 def verify_database(
     session: Session, verifiers: Sequence[Verifier], origin: str, trusted: Sequence[str] = ()
 ) -> Report:
     _snapshot(session)
     checkpoints = [(c.tree_size, c.root_hash, c.note) for c in repository.all_checkpoints(session)]
     scan = EntryScan()
-    for index, body, leaf in repository.stream_entries(session):
-        scan.add(body, index=index, recorded_leaf=leaf)
+    for chunk in _prefetched(repository.stream_entries(session)):
+        scan.add_chunk(chunk)
     return verify_log(
         checkpoints,
         scan,
@@ -50,6 +94,7 @@ def verify_database(
         origin=origin,
         reference=lambda: repository.leaf_level(session),
         stored_nodes=lambda: repository.stream_nodes(session),
+        stored_levels=lambda: repository.node_levels(session),
         trusted=trusted,
     )
 
@@ -64,7 +109,7 @@ def export_database(
     return write_bundle(
         out,
         origin=origin,
-        entries=(body for _index, body, _leaf in repository.stream_entries(session, upto=size)),
+        entries=(body for chunk in repository.stream_entries(session, upto=size) for _index, body, _leaf in chunk),
         leaves=repository.leaf_level(session, upto=size),
         checkpoints=[(c.tree_size, c.note) for c in checkpoints],
         vkeys=[v.vkey() for v in verifiers],

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import Select, Table, and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from broker.audit.merkle import NodeId, StoredNode
@@ -26,7 +27,7 @@ _checkpoints = cast(Table, Checkpoint.__table__)
 
 # Rows per round trip when streaming the whole log: large enough to amortise the round trip,
 # small enough that a million-entry log never sits in the driver's buffers at once.
-STREAM_CHUNK = 20_000
+STREAM_CHUNK = 50_000
 
 
 def queue(session: Session, entry: LogEntry) -> LogEntry:
@@ -93,8 +94,18 @@ def assign_indices(session: Session, assignments: Sequence[tuple[int, int]]) -> 
 
 
 def add_nodes(session: Session, nodes: Sequence[StoredNode]) -> None:
-    if nodes:
-        session.execute(insert(_nodes), [{"level": lv, "index": ix, "hash": h} for lv, ix, h in nodes])
+    if not nodes:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        # COPY in the same transaction: a batch completes about two nodes per entry, and
+        # multi-row INSERTs of them took most of an integration run.
+        driver = session.connection().connection.driver_connection
+        assert driver is not None
+        with driver.cursor() as cursor, cursor.copy("COPY merkle_nodes (level, index, hash) FROM STDIN") as copy:
+            for node in nodes:
+                copy.write_row(node)
+        return
+    session.execute(insert(_nodes), [{"level": lv, "index": ix, "hash": h} for lv, ix, h in nodes])
 
 
 def add_checkpoint(session: Session, size: int, root: bytes, note: str, created_at: datetime) -> None:
@@ -104,15 +115,28 @@ def add_checkpoint(session: Session, size: int, root: bytes, note: str, created_
 # --- proofs, checkpoints and receipts -------------------------------------------------------
 
 
+_NODES_BY_ID_PG = text(
+    "SELECT n.level, n.index, n.hash FROM merkle_nodes AS n "
+    "JOIN unnest(CAST(:levels AS integer[]), CAST(:indices AS bigint[])) AS wanted(level, index) "
+    "ON n.level = wanted.level AND n.index = wanted.index"
+)
+
+
 def nodes(session: Session, ids: Collection[NodeId]) -> dict[NodeId, bytes]:
     """The stored hashes of the given perfect subtrees, in one query; missing ones are absent."""
     if not ids:
         return {}
+    if session.get_bind().dialect.name == "postgresql":
+        # One fixed statement joined against two arrays: a fifth of the time of an OR per level,
+        # whose plan PostgreSQL has to build anew for every proof shape.
+        rows = session.execute(
+            _NODES_BY_ID_PG, {"levels": [level for level, _ in ids], "indices": [index for _, index in ids]}
+        )
+        return {(level, index): bytes(h) for level, index, h in rows}
     by_level: dict[int, list[int]] = {}
     for level, index in ids:
         by_level.setdefault(level, []).append(index)
-    # One "level = L AND index IN (…)" term per level rather than a row-value IN: SQLite cannot
-    # use the primary key for the latter and would scan the whole table.
+    # SQLite cannot use the primary key for a row-value IN; "level = L AND index IN (…)" per level it can.
     rows = session.execute(
         select(_nodes.c.level, _nodes.c.index, _nodes.c.hash).where(
             or_(*(and_(_nodes.c.level == level, _nodes.c.index.in_(indices)) for level, indices in by_level.items()))
@@ -199,24 +223,59 @@ def integrated_entries(
 # --- whole-log reads for verification and export ----------------------------------------------
 
 
-def stream_entries(session: Session, upto: int | None = None) -> Iterator[tuple[int, bytes, bytes]]:
-    """(log index, body, leaf hash) of every integrated entry (below ``upto``), in index order."""
+def _chunks(session: Session, query: Select[Any]) -> Iterator[list[tuple[Any, ...]]]:
+    """The rows of ``query`` in chunks of STREAM_CHUNK, without holding the whole result.
+
+    PostgreSQL: a server-side cursor in binary format straight from the driver. Verifying a
+    million entries moves about a gigabyte; hex-encoded bytea and a Row object per row would
+    double the time the verifier spends waiting for it.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        compiled = query.compile(bind=session.get_bind())
+        driver = session.connection().connection.driver_connection
+        assert driver is not None
+        with driver.cursor(name=f"audit_{uuid.uuid4().hex}", binary=True) as cursor:
+            cursor.itersize = STREAM_CHUNK
+            cursor.execute(str(compiled), compiled.params)
+            while rows := cursor.fetchmany(STREAM_CHUNK):
+                yield rows
+        return
+    result = session.execute(query, execution_options={"yield_per": STREAM_CHUNK})
+    for part in result.partitions():
+        yield [tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in part]
+
+
+def stream_entries(session: Session, upto: int | None = None) -> Iterator[list[tuple[int, bytes, bytes]]]:
+    """(log index, body, leaf hash) of every integrated entry (below ``upto``), in index order, in chunks."""
     query = select(_log.c.log_index, _log.c.body, _log.c.leaf_hash).where(_log.c.log_index.is_not(None))
     if upto is not None:
         query = query.where(_log.c.log_index < upto)
-    result = session.execute(query.order_by(_log.c.log_index), execution_options={"yield_per": STREAM_CHUNK})
-    for index, body, leaf in result:
-        yield index, bytes(body), bytes(leaf)
+    yield from _chunks(session, query.order_by(_log.c.log_index))
 
 
-def stream_nodes(session: Session) -> Iterator[StoredNode]:
-    """Every stored perfect-subtree node, ordered by (level, index)."""
-    result = session.execute(
-        select(_nodes.c.level, _nodes.c.index, _nodes.c.hash).order_by(_nodes.c.level, _nodes.c.index),
-        execution_options={"yield_per": STREAM_CHUNK},
+def stream_nodes(session: Session) -> Iterator[list[StoredNode]]:
+    """Every stored perfect-subtree node, ordered by (level, index), in chunks."""
+    yield from _chunks(
+        session, select(_nodes.c.level, _nodes.c.index, _nodes.c.hash).order_by(_nodes.c.level, _nodes.c.index)
     )
-    for level, index, h in result:
-        yield level, index, bytes(h)
+
+
+def node_levels(session: Session) -> list[tuple[int, int, int, int, bytes]] | None:
+    """Per level: (level, node count, first index, last index, all hashes concatenated by index).
+
+    PostgreSQL concatenates in C, so checking an intact stored tree costs one round trip instead
+    of two million rows; None elsewhere, where the caller streams the nodes instead.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    driver = session.connection().connection.driver_connection
+    assert driver is not None
+    with driver.cursor(binary=True) as cursor:
+        cursor.execute(
+            "SELECT level, count(*), min(index), max(index), string_agg(hash, ''::bytea ORDER BY index) "
+            "FROM merkle_nodes GROUP BY level ORDER BY level"
+        )
+        return [(int(lv), int(n), int(lo), int(hi), bytes(h)) for lv, n, lo, hi, h in cursor.fetchall()]
 
 
 def leaf_level(session: Session, upto: int | None = None) -> list[bytes]:
@@ -224,8 +283,7 @@ def leaf_level(session: Session, upto: int | None = None) -> list[bytes]:
     query = select(_nodes.c.hash).where(_nodes.c.level == 0)
     if upto is not None:
         query = query.where(_nodes.c.index < upto)
-    result = session.execute(query.order_by(_nodes.c.index), execution_options={"yield_per": STREAM_CHUNK})
-    return [bytes(h) for (h,) in result]
+    return [h for chunk in _chunks(session, query.order_by(_nodes.c.index)) for (h,) in chunk]
 
 
 def all_checkpoints(session: Session) -> list[StoredCheckpoint]:

@@ -29,6 +29,7 @@ as it exposes a log restored from an old backup (a rollback).
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -66,6 +67,9 @@ ENTRY_KINDS = frozenset({ENTRY_CHANGED, ENTRY_DELETED, ENTRY_INSERTED, ENTRIES_R
 # Past this many findings of one kind the rest are counted, not listed: deleting one entry and
 # renumbering the rest would otherwise produce a line for every later entry.
 MAX_LISTED = 10
+
+StoredLevel = tuple[int, int, int, int, bytes]
+"""(level, node count, first index, last index, the level's hashes concatenated in index order)."""
 
 CheckpointCandidate = tuple[int | None, bytes | None, str]
 """(tree size as recorded, root as recorded, signed note); a bundle records no root (None)."""
@@ -294,6 +298,22 @@ class EntryScan:
         self.leaves.append(leaf)
         return leaf
 
+    def add_chunk(self, rows: Sequence[tuple[int, bytes, bytes]]) -> None:
+        """Many (index, body, recorded leaf hash) rows at once: list operations while all is well,
+        one entry at a time (to name what is wrong) only when something is not."""
+        if not rows:
+            return
+        indices, bodies, recorded = zip(*rows, strict=True)
+        if indices == tuple(range(self._next, self._next + len(rows))):
+            sha256 = hashlib.sha256
+            leaves = [sha256(b"\x00" + body).digest() for body in bodies]
+            if leaves == list(recorded):
+                self.leaves.extend(leaves)
+                self._next += len(rows)
+                return
+        for index, body, leaf in rows:
+            self.add(body, index=index, recorded_leaf=leaf)
+
 
 def classify(actual: Sequence[bytes], reference: Sequence[bytes], report: Report) -> None:
     """Name the difference between the entries' leaf hashes and an authentic copy of them."""
@@ -354,14 +374,16 @@ def verify_log(
     *,
     origin: str | None = None,
     reference: Callable[[], Sequence[bytes]] | None = None,
-    stored_nodes: Callable[[], Iterable[StoredNode]] | None = None,
+    stored_nodes: Callable[[], Iterable[Sequence[StoredNode]]] | None = None,
+    stored_levels: Callable[[], Sequence[StoredLevel] | None] | None = None,
     proofs: Mapping[tuple[int, int], Sequence[bytes]] | None = None,
     trusted: Sequence[str] = (),
 ) -> Report:
     """Check a log from its parts (see the module docstring); the report lists what is wrong.
 
     ``reference`` loads an independent copy of the leaf hashes (only when there is tampering to
-    name), ``stored_nodes`` the database's node table (checked against the rebuilt tree), ``proofs``
+    name), ``stored_nodes`` the database's node table in chunks (checked against the rebuilt tree;
+    ``stored_levels``, where the database can summarise it, checks an intact table faster), ``proofs``
     the consistency proofs a bundle carries, keyed by (old size, new size) — without them the
     proofs are derived from the rebuilt tree — and ``trusted`` signed checkpoints saved earlier.
     """
@@ -378,7 +400,9 @@ def verify_log(
     if stored_nodes is not None and not report.has(ENTRY_KINDS):
         # With the entries intact, a differing node is damage to the stored tree itself (it would
         # make the broker serve proofs that fail); with damaged entries it proves nothing more.
-        _compare_nodes(tree, stored_nodes(), report)
+        levels = stored_levels() if stored_levels is not None else None
+        if levels is None or not _levels_match(tree, levels):
+            _compare_nodes(tree, stored_nodes(), report)
     _check_chain(tree, matches, proofs, report)
     known = {(v.name, v.key_id) for v in verifiers}
     for number, note in enumerate(trusted, 1):
@@ -469,9 +493,54 @@ def _authentic(reference: Sequence[bytes], signed: Sequence[SignedCheckpoint]) -
     return all(reference_tree.root(c.size) == c.root for c in signed)
 
 
-def _compare_nodes(tree: LeafTree, stored: Iterable[StoredNode], report: Report) -> None:
+def _levels_match(tree: LeafTree, levels: Sequence[StoredLevel]) -> bool:
+    """Whether the stored tree, summarised per level, is exactly the rebuilt one."""
+    expected = [(level, hashes) for level, hashes in enumerate(tree.levels) if hashes]
+    if [level for level, *_rest in levels] != [level for level, _hashes in expected]:
+        return False
+    return all(
+        count == len(hashes) and first == 0 and last == count - 1 and joined == b"".join(hashes)
+        for (_level, count, first, last, joined), (_same, hashes) in zip(levels, expected, strict=True)
+    )
+
+
+def _compare_nodes(tree: LeafTree, chunks: Iterable[Sequence[StoredNode]], report: Report) -> None:
+    """Every stored node must equal the rebuilt one, and none may be missing or extra.
+
+    Rows come ordered by (level, index); each run of one level is compared as a whole list, and
+    only a run that differs is gone through node by node.
+    """
     seen = 0
-    for level, index, stored_hash in stored:
+    for chunk in chunks:
+        if not chunk:
+            continue
+        levels, indices, hashes = zip(*chunk, strict=True)
+        start = 0
+        while start < len(chunk):
+            level = levels[start]
+            end = bisect_right(levels, level, start)
+            first, count = indices[start], end - start
+            if (
+                0 <= level < len(tree.levels)
+                and first >= 0
+                and indices[start:end] == tuple(range(first, first + count))
+                and list(hashes[start:end]) == tree.levels[level][first : first + count]
+            ):
+                seen += count
+            else:
+                seen += _compare_each(tree, chunk[start:end], report)
+            start = end
+    if seen < len(tree):
+        report.add(
+            TREE_NODE_ALTERED,
+            f"the stored tree lacks {len(tree) - seen} of the {len(tree)} nodes the entries make: "
+            f"proofs served from it would fail",
+        )
+
+
+def _compare_each(tree: LeafTree, nodes: Sequence[StoredNode], report: Report) -> int:
+    matched = 0
+    for level, index, stored_hash in nodes:
         try:
             expected = tree[(level, index)]
         except KeyError:
@@ -480,7 +549,7 @@ def _compare_nodes(tree: LeafTree, stored: Iterable[StoredNode], report: Report)
                 f"the stored tree has node (level {level}, index {index}), which covers entries the log does not hold",
             )
             continue
-        seen += 1
+        matched += 1
         if stored_hash != expected:
             what = f"the leaf hash of entry {index}" if level == 0 else f"node (level {level}, index {index})"
             report.add(
@@ -488,12 +557,7 @@ def _compare_nodes(tree: LeafTree, stored: Iterable[StoredNode], report: Report)
                 f"the stored tree's {what} differs from the one rebuilt from the entries: proofs served "
                 f"from it would fail",
             )
-    if seen < len(tree):
-        report.add(
-            TREE_NODE_ALTERED,
-            f"the stored tree lacks {len(tree) - seen} of the {len(tree)} nodes the entries make: "
-            f"proofs served from it would fail",
-        )
+    return matched
 
 
 def _check_chain(

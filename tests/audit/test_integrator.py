@@ -114,7 +114,7 @@ def test_a_failure_mid_run_leaves_the_old_state(log: Log, keys: KeyStore, monkey
 def test_nodes_stored_are_exactly_the_perfect_subtrees(log: Log) -> None:
     log.grow(5, 6)
     with log.sessions() as session:
-        stored = {(level, index) for level, index, _h in repository.stream_nodes(session)}
+        stored = {(level, index) for chunk in repository.stream_nodes(session) for level, index, _h in chunk}
     expected = {(level, index) for level in range(5) for index in range(11 >> level)}
     assert stored == expected
 
