@@ -6,7 +6,11 @@ from pathlib import Path
 
 import click
 
+from broker.audit.commands import audit
+from broker.seal.commands import evidence, keys
 from broker.settings import get_settings
+from broker.tasks.commands import adapters
+from broker.xml.commands import schemas
 
 
 @click.group()
@@ -165,25 +169,9 @@ def clients_callback_secret(name: str) -> None:
     click.echo(_callback_secret(name))
 
 
-def _register_adapters() -> None:
-    from broker.tasks.commands import adapters
-
-    main.add_command(adapters)
-
-
-_register_adapters()
-
-
-def _register_audit_and_keys() -> None:
-    from broker.audit.commands import audit
-    from broker.seal.commands import evidence, keys
-    from broker.xml.commands import schemas
-
-    for group in (audit, evidence, keys, schemas):
-        main.add_command(group)
-
-
-_register_audit_and_keys()
+# The domain packages bring their own command groups.
+for group in (adapters, audit, evidence, keys, schemas):
+    main.add_command(group)
 
 
 if __name__ == "__main__":

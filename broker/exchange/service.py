@@ -123,7 +123,7 @@ def request_evidence(
             updated_at=now,
         ),
     )
-    _log_step(session, deps, exchange, principal, "received")
+    log_step(session, deps, exchange, principal, "received")
     try:
         evidence_type = deps.registry.evidence_type(body.evidence_type)
         exchange.preview = exchange.preview or evidence_type.preview_required
@@ -139,7 +139,7 @@ def request_evidence(
         return ExchangeResult(exchange, refusal)
     exchange.authority_id = authority.id
     exchange.state = "routed"
-    _log_step(session, deps, exchange, principal, "routed")
+    log_step(session, deps, exchange, principal, "routed")
     query = EvidenceQuery(exchange.id, evidence_type.id, authority.id, body.jurisdiction, subject)
     if authority.binding != "in_process":
         # No transaction may stay open across a network call: the caller commits, then asks.
@@ -252,7 +252,7 @@ def deliver(
     exchange.status_code = 200
     exchange.updated_at = now
     exchange.expires_at = now + deps.retention
-    entry = _log_step(session, deps, exchange, principal, "delivered", outcome="delivered")
+    entry = log_step(session, deps, exchange, principal, "delivered", outcome="delivered")
     session.flush()
     exchange.delivery_log_seq = entry.seq
 
@@ -272,20 +272,7 @@ def hold_for_preview(
     exchange.status_code = 202
     exchange.updated_at = deps.clock()
     exchange.expires_at = deps.open_preview(session, exchange)
-    _log_step(session, deps, exchange, principal, "preview_requested", outcome="awaiting_preview")
-
-
-def log_step(
-    session: Session,
-    deps: ExchangeDependencies,
-    exchange: Exchange,
-    principal: Principal,
-    event: str,
-    outcome: str | None = None,
-    reason: str | None = None,
-) -> LogEntry:
-    """Record a step of an exchange that is driven from outside this module (e.g. a preview decision)."""
-    return _log_step(session, deps, exchange, principal, event, outcome, reason)
+    log_step(session, deps, exchange, principal, "preview_requested", outcome="awaiting_preview")
 
 
 def end(
@@ -302,11 +289,11 @@ def end(
     exchange.reason_detail = problem.detail
     exchange.updated_at = deps.clock()
     event = {"rejected": "refused", "expired": "expired"}.get(state, "failed")
-    _log_step(session, deps, exchange, principal, event, outcome=state, reason=problem.reason)
+    log_step(session, deps, exchange, principal, event, outcome=state, reason=problem.reason)
     log.info("exchange_ended", exchange=exchange.id, state=state, reason=problem.reason)
 
 
-def _log_step(
+def log_step(
     session: Session,
     deps: ExchangeDependencies,
     exchange: Exchange,
@@ -315,6 +302,7 @@ def _log_step(
     outcome: str | None = None,
     reason: str | None = None,
 ) -> LogEntry:
+    """Record a step of an exchange (also for steps driven from elsewhere, e.g. a preview decision)."""
     return record(
         session,
         EntryFacts(

@@ -22,12 +22,9 @@ from sqlalchemy import create_engine, insert, select
 from adapters.identity import name_key
 from broker.db.models import BusinessRegistration, LogEntry
 from tests.conftest import LiveBroker, _database_url, free_port, start_broker, stop_process
+from tests.specimen import GEBURT, GEWERBE, MELDE
 
 AUTHORITY_BIN = str(Path(sys.executable).with_name("broker-authority"))
-MELDE = "urn:de:nachweis:meldebescheinigung"
-GEBURT = "urn:de:nachweis:geburtsurkunde"
-GEWERBE = "urn:de:nachweis:gewerbeanmeldung"
-ERIKA = {"family_name": "Mustermann", "given_name": "Erika", "birth_date": "1964-08-12"}
 # Broker settings that make the asynchronous paths quick to observe.
 REMOTE_ENV = {
     "BROKER_SYNC_TIMEOUT_SECONDS": "2",
@@ -63,19 +60,6 @@ def gewerbe_twins(database_url: str) -> None:
                 )
             )
     engine.dispose()
-
-
-def request_body(evidence_type: str = MELDE, **overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "evidence_type": evidence_type,
-        "jurisdiction": "13004",
-        "subject": dict(ERIKA),
-        "purpose": "Wohngeldantrag",
-        "legal_basis": "§ 23 WoGG",
-        "explicit_request": True,
-    }
-    body.update(overrides)
-    return body
 
 
 def wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:

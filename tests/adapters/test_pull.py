@@ -14,8 +14,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from adapters.signing import SignedMessage, public_key_pem, sign
-from tests.adapters.conftest import GEBURT, GEWERBE, Remote, request_body
+from tests.adapters.conftest import Remote
 from tests.conftest import start_broker, stop_process
+from tests.specimen import GEBURT, GEWERBE, request_body
 
 ERIKA_IDNR = "12345678995"
 MANUAL = "gewerberegister-13004"  # answered by the test acting as its adapter

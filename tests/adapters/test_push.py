@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from broker.callbacks import signing as callback_signing
-from tests.adapters.conftest import MELDE, Remote, request_body
+from tests.adapters.conftest import Remote
 from tests.conftest import free_port
+from tests.specimen import MELDE, request_body
 
 AUTHORITY = "melderegister-13004"
 

@@ -14,25 +14,7 @@ from broker.db.models import BusinessRegistration, Resident
 from broker.keys.store import KeyStore
 from broker.seal.xades import verify_sealed_evidence
 from tests.conftest import REPO_DIR, LiveBroker
-
-MELDE = "urn:de:nachweis:meldebescheinigung"
-GEBURT = "urn:de:nachweis:geburtsurkunde"
-GEWERBE = "urn:de:nachweis:gewerbeanmeldung"
-ERIKA = {"family_name": "Mustermann", "given_name": "Erika", "birth_date": "1964-08-12"}
-ERIKA_IDNR = "12345678995"
-
-
-def request_body(evidence_type: str = MELDE, **overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "evidence_type": evidence_type,
-        "jurisdiction": "13004",
-        "subject": dict(ERIKA),
-        "purpose": "Wohngeldantrag",
-        "legal_basis": "§ 23 WoGG",
-        "explicit_request": True,
-    }
-    body.update(overrides)
-    return body
+from tests.specimen import ERIKA, ERIKA_IDNR, GEBURT, GEWERBE, MELDE, request_body
 
 
 @pytest.fixture(scope="module")
@@ -85,9 +67,7 @@ def test_erika_geburtsurkunde_by_idnr(live_broker: LiveBroker, requester: str) -
 def test_gewerbeanmeldung_of_a_seeded_business(live_broker: LiveBroker, requester: str) -> None:
     engine = create_engine(live_broker.database_url)
     with engine.connect() as connection:
-        owner = connection.execute(
-            select(BusinessRegistration).order_by(BusinessRegistration.id).limit(1)
-        ).one()
+        owner = connection.execute(select(BusinessRegistration).order_by(BusinessRegistration.id).limit(1)).one()
     engine.dispose()
     subject = {
         "family_name": owner.family_name,
@@ -278,9 +258,7 @@ def test_no_route_names_type_and_jurisdiction(live_broker: LiveBroker, requester
     assert GEBURT in problem["detail"] and "09162" in problem["detail"]
 
 
-def test_missing_jurisdiction_where_several_authorities_serve(
-    live_broker: LiveBroker, requester: str
-) -> None:
+def test_missing_jurisdiction_where_several_authorities_serve(live_broker: LiveBroker, requester: str) -> None:
     body = request_body()
     del body["jurisdiction"]
     answer = post(live_broker, requester, body)
@@ -303,9 +281,7 @@ def test_unknown_person_is_404(live_broker: LiveBroker, requester: str) -> None:
     assert answer.json()["reason"] == "subject.not_found"
 
 
-def test_two_matching_entries_are_409_until_more_attributes_are_given(
-    live_broker: LiveBroker, requester: str
-) -> None:
+def test_two_matching_entries_are_409_until_more_attributes_are_given(live_broker: LiveBroker, requester: str) -> None:
     twins = {"family_name": "Schulz", "given_name": "Jan", "birth_date": "1990-01-01"}
     answer = post(live_broker, requester, request_body(subject=twins))
     assert answer.status_code == 409
@@ -313,9 +289,7 @@ def test_two_matching_entries_are_409_until_more_attributes_are_given(
     engine = create_engine(live_broker.database_url)
     with engine.connect() as connection:
         idnr = connection.execute(
-            text(
-                "SELECT idnr FROM residents WHERE family_name = 'Schulz' AND given_name = 'Jan' AND birth_date = :d"
-            ),
+            text("SELECT idnr FROM residents WHERE family_name = 'Schulz' AND given_name = 'Jan' AND birth_date = :d"),
             {"d": date(1990, 1, 1)},
         ).first()[0]
     engine.dispose()
@@ -323,9 +297,7 @@ def test_two_matching_entries_are_409_until_more_attributes_are_given(
 
 
 def test_idnr_that_contradicts_the_names_does_not_match(live_broker: LiveBroker, requester: str) -> None:
-    answer = post(
-        live_broker, requester, request_body(subject={"idnr": ERIKA_IDNR, **ERIKA, "given_name": "Max"})
-    )
+    answer = post(live_broker, requester, request_body(subject={"idnr": ERIKA_IDNR, **ERIKA, "given_name": "Max"}))
     assert answer.status_code == 404
 
 
@@ -416,9 +388,7 @@ def test_schema_invalid_evidence_fails_the_exchange_with_502(live_broker: LiveBr
 def test_no_personal_data_in_the_logs(live_broker: LiveBroker, requester: str) -> None:
     assert post(live_broker, requester, request_body()).status_code == 200
     assert post(live_broker, requester, request_body(subject={"idnr": ERIKA_IDNR})).status_code == 200
-    assert (
-        post(live_broker, requester, request_body(subject={**ERIKA, "given_name": "Erik"})).status_code == 404
-    )
+    assert post(live_broker, requester, request_body(subject={**ERIKA, "given_name": "Erik"})).status_code == 404
     logs = live_broker.logs()
     assert '"request_id"' in logs  # the log is there and structured
     for personal in (
