@@ -4,9 +4,10 @@ Measures, on a throwaway database of the server at ``BROKER_TEST_POSTGRES_URL`` 
 postgresql+psycopg://postgres@127.0.0.1:5432/test), which it drops at the end:
 
 1. appends/s end to end: W writer processes record entries through ``broker.audit.service.record``
-   in their own transactions (3 entries per transaction, as one synchronous exchange writes
-   received, routed and delivered) while the integrator of this process runs every 50 ms;
-   an entry counts as appended once it has a log index under a signed checkpoint;
+   in their own transactions while the integrator of this process runs every 50 ms; an entry
+   counts as appended once it has a log index under a signed checkpoint. Run once with 3 entries
+   per transaction (one synchronous exchange writes received, routed and delivered, so commit
+   latency bounds it) and once with 100 (commits amortised: the log's own append path);
 2. the integrator on a backlog of N entries bulk-loaded into the queue (COPY), batches of 10,000;
 3. ``broker audit verify`` on those N entries (leaf hashes, indices, every stored node, every
    checkpoint signature, the checkpoint chain), read from the database;
@@ -284,7 +285,10 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=4, help="writer processes for the append figure")
     parser.add_argument("--seconds", type=float, default=10.0, help="how long the writers write")
     parser.add_argument(
-        "--per-transaction", type=int, default=3, help="entries per writer transaction (3: one synchronous exchange)"
+        "--per-transaction",
+        default="3,100",
+        help="entries per writer transaction, comma-separated runs (3: one synchronous exchange; "
+        "100: commits amortised, so the figure shows the log's own append path)",
     )
     parser.add_argument("--proofs", type=int, default=2_000, help="inclusion proofs to time")
     parser.add_argument("--no-bundle", action="store_true", help="skip export and verify-bundle")
@@ -300,7 +304,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="bench-log-") as directory:
             keys = KeyStore(Path(directory) / "keys", origin=ORIGIN)
             keys.checkpoint_key()
-            bench_appends(url, keys, args.writers, args.seconds, args.per_transaction)
+            for per_transaction in (int(n) for n in args.per_transaction.split(",")):
+                bench_appends(url, keys, args.writers, args.seconds, per_transaction)
             # The remaining figures are about a log of exactly --entries entries: start afresh.
             drop_database(args.url, name)
             url, name = throwaway_database(args.url)

@@ -17,9 +17,7 @@ from broker.audit.merkle import leaf_hash, verify_consistency, verify_inclusion
 from broker.audit.note import Checkpoint, Verifier, open_checkpoint
 from broker.keys.store import KeyStore
 from tests.conftest import LiveBroker
-
-MELDE = "urn:de:nachweis:meldebescheinigung"
-ERIKA = {"family_name": "Mustermann", "given_name": "Erika", "birth_date": "1964-08-12"}
+from tests.specimen import ERIKA, MELDE
 
 
 def b64(value: str) -> bytes:
@@ -36,8 +34,9 @@ def auditor(live_broker: LiveBroker) -> str:
     return live_broker.add_client("auditor")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def verifiers(live_broker: LiveBroker) -> list[Verifier]:
+    # Fetched per test: other tests may rotate the shared broker's keys (retired ones stay listed).
     with live_broker.client() as client:
         answer = client.get("/v1/audit/keys")
     assert answer.status_code == 200
@@ -209,9 +208,10 @@ def test_jwks_publishes_checkpoint_and_sealing_keys(live_broker: LiveBroker, ver
     keys = answer.json()["keys"]
     store = KeyStore(live_broker.keys_dir)
     assert answer.json() == store.jwks()
-    okp = [k for k in keys if k["kty"] == "OKP"]
-    assert okp and all(k["crv"] == "Ed25519" and k["x"] and k["kid"] for k in okp)
-    # The Ed25519 key in the JWKS is the one checkpoints verify with.
+    checkpoint_kids = {info.kid for info in store.checkpoint_public_keys()}
+    okp = [k for k in keys if k["kid"] in checkpoint_kids]
+    assert okp and all(k["kty"] == "OKP" and k["crv"] == "Ed25519" and k["x"] for k in okp)
+    # The checkpoint keys in the JWKS are the ones checkpoints verify with.
     raws = {base64.urlsafe_b64decode(k["x"] + "==") for k in okp}
     assert {v.vkey().split("+", 2)[2] for v in verifiers} == {base64.b64encode(b"\x01" + raw).decode() for raw in raws}
     sealing = [k for k in keys if "x5c" in k]
