@@ -279,12 +279,13 @@ class BundleVerification:
 
 
 def read_verifiers(vkeys: Sequence[str]) -> list[Verifier]:
+    """Verifier keys from strings; one string may hold several, whitespace-separated (as /v1/audit/keys lists them)."""
     verifiers = []
-    for vkey in vkeys:
+    for vkey in (key for text in vkeys for key in text.split()):
         try:
-            verifiers.append(Verifier.from_vkey(vkey.strip()))
+            verifiers.append(Verifier.from_vkey(vkey))
         except NoteError as error:
-            raise BundleError(f"verifier key {vkey.strip()[:60]!r}: {error}") from error
+            raise BundleError(f"verifier key {vkey[:60]!r}: {error}") from error
     return verifiers
 
 

@@ -299,3 +299,14 @@ def test_entries_with_many_facts_round_trip(log: Log, tmp_path: Path) -> None:
         record(session, facts(1, reason='Straße\n"quoted" \u2028 tab\t'))
     log.integrate()
     assert_intact(verify_bundle(export(tmp_path / "bundle.tar.gz")), 1)
+
+
+def test_rotated_keys_pinned_together(log: Log, keys: KeyStore, tmp_path: Path) -> None:
+    log.grow(3)
+    old_key = vkey(keys)
+    keys.rotate()
+    log.grow(2)
+    bundle = export(tmp_path / "bundle")
+    both = f"{vkey(keys)}\n{old_key}\n"  # as GET /v1/audit/keys lists them
+    assert_intact(verify_bundle(bundle, "--key", both), 5)
+    assert_tampered(verify_bundle(bundle, "--key", vkey(keys)), CHECKPOINT_RESIGNED, "tree size 3")

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.audit import repository
+from broker.audit.commands import audit
 from broker.audit.integrator import BackgroundIntegrator, integrate, integrate_all
 from broker.audit.merkle import leaf_hash, root_from_leaf_hashes, verify_consistency
 from broker.audit.note import Verifier, open_checkpoint
@@ -173,3 +179,34 @@ def test_background_integrator_is_off_with_a_zero_interval(log: Log, keys: KeySt
     time.sleep(0.1)
     with log.sessions() as session:
         assert repository.queued_count(session) == 1
+
+
+def test_a_killed_integrator_leaves_the_old_state(
+    log: Log, keys: KeyStore, database_url: str, tmp_path: Path, cli_env: None
+) -> None:
+    """SIGKILL between storing nodes and signing: the database rolls the whole run back."""
+    log.grow(5)
+    log.record(40)
+    ready = tmp_path / "ready"
+    worker = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("crash_worker.py")), database_url, str(keys.keys_dir), ORIGIN]
+        + [str(ready)],
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert worker.poll() is None, "the crash worker exited early"
+            assert time.monotonic() < deadline, "the crash worker never reached the checkpoint"
+            time.sleep(0.05)
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(30)
+    with log.sessions() as session:
+        assert repository.tree_size(session) == 5
+        assert repository.queued_count(session) == 40
+        assert len(repository.leaf_level(session)) == 5
+    # The lock died with the connection: the next integrator runs at once, and the log verifies.
+    assert log.integrate().tree_size == 45
+    result = CliRunner().invoke(audit, ["verify"])
+    assert result.exit_code == 0, result.output
