@@ -430,11 +430,13 @@ def _diagnose_entries(
     bad = [c for c in signed if c.size > tree.size or not matches[c.size]]
     # A bad checkpoint followed by one the entries do reproduce cannot be explained by damaged
     # entries: two signed trees exist and the later one does not extend the earlier one.
+    good = [c for c in signed if matches.get(c.size)]
+    good_sizes = [c.size for c in good]
     forked: list[tuple[SignedCheckpoint, SignedCheckpoint]] = []
     for c in bad:
-        later = next((d for d in signed if d.size > c.size and matches.get(d.size)), None)
-        if later is not None:
-            forked.append((c, later))
+        position = bisect_right(good_sizes, c.size)
+        if position < len(good):
+            forked.append((c, good[position]))
     for old, new in forked:
         report.add(
             FORK,
@@ -451,8 +453,8 @@ def _diagnose_entries(
         return
     if damaged:
         first = damaged[0]
-        good = [c.size for c in signed if c.size < first.size and matches.get(c.size)]
-        last_good = good[-1] if good else 0
+        position = bisect_right(good_sizes, first.size)
+        last_good = good_sizes[position - 1] if position else 0
         if first.size > tree.size:
             unsure = "" if last_good == tree.size else f"; the entries from index {last_good} on are unverified"
             report.add(
