@@ -32,7 +32,9 @@ lint: $(VENV)/.installed
 	$(BIN)/mypy broker adapters
 
 bench: $(VENV)/.installed
+	$(BIN)/python -m bench.exchange
 	$(BIN)/python -m bench.xml
+	$(BIN)/python -m bench.log
 	$(BIN)/python -m bench.merkle
 
 clean:
