@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import datetime
+
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from broker.db.models import Exchange
@@ -21,3 +23,14 @@ def by_idempotency_key(session: Session, requester_id: int, key: str) -> Exchang
 def add(session: Session, exchange: Exchange) -> Exchange:
     session.add(exchange)
     return exchange
+
+
+def purge_evidence(session: Session, now: datetime) -> int:
+    """Drop evidence whose retention (delivered) or preview time (held) has passed.
+
+    The exchange and its log entries stay; only the personal data of the document goes.
+    """
+    result = session.execute(
+        update(Exchange).where(Exchange.evidence.is_not(None), Exchange.expires_at <= now).values(evidence=None)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

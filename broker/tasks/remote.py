@@ -9,7 +9,8 @@ anything goes over the network; then:
 
 Meanwhile the request waits up to ``sync_timeout_seconds`` for the end and answers with it, or
 with 202 and the exchange URL. Exchanges ended later reach the requester through polling or
-the signed callback. The sweeps expire exchanges nobody answered and send due callbacks.
+the signed callback. The sweeps expire exchanges nobody answered, drop evidence whose retention
+has passed and send due callbacks.
 """
 
 from __future__ import annotations
@@ -169,6 +170,9 @@ class RemoteExchanges:
         deps = self._context.exchange_dependencies()
         with self._context.unit_of_work() as session:
             expired = service.expire_overdue(session, deps, timedelta(seconds=self._settings.exchange_expiry_seconds))
+            purged = exchange_repository.purge_evidence(session, self._context.clock.now())
+        if purged:
+            log.info("evidence_purged", exchanges=purged)
         for finished in expired:
             log.info("exchange_expired", exchange=finished.exchange.id)
             self.waiters.notify(finished.exchange.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import date
 from typing import Any
@@ -13,7 +14,7 @@ from sqlalchemy import create_engine, insert, select, text
 from broker.db.models import BusinessRegistration, Resident
 from broker.keys.store import KeyStore
 from broker.seal.xades import verify_sealed_evidence
-from tests.conftest import REPO_DIR, LiveBroker
+from tests.conftest import REPO_DIR, LiveBroker, start_broker, stop_process
 from tests.specimen import ERIKA, ERIKA_IDNR, GEBURT, GEWERBE, MELDE, request_body
 
 
@@ -414,3 +415,32 @@ def test_evidence_as_json(live_broker: LiveBroker, requester: str) -> None:
     assert "Mustermann" in text_form and "1964-08-12" in text_form
     assert "Signature" not in text_form
     assert unknown.status_code == 422
+
+
+def test_evidence_is_purged_after_its_retention(
+    seeded_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    env = {"BROKER_EVIDENCE_RETENTION_HOURS": "0", "BROKER_BACKGROUND_INTERVAL_SECONDS": "0.2"}
+    process, broker = start_broker(seeded_database_url, tmp_path_factory.mktemp("retention"), env)
+    try:
+        token = broker.add_client("requester", MELDE)
+        exchange = post(broker, token, request_body()).json()
+        with broker.client(token) as client:
+            gone = client.get(exchange["evidence"]["href"])
+        assert gone.status_code == 410
+        assert gone.json()["reason"] == "evidence.expired"
+        engine = create_engine(broker.database_url)
+        deadline = time.monotonic() + 20
+        stored: object = b""
+        while stored is not None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            with engine.connect() as connection:
+                stored = connection.execute(
+                    text("SELECT evidence FROM exchanges WHERE id = :id"), {"id": exchange["id"]}
+                ).scalar_one()
+        engine.dispose()
+        assert stored is None, "the sweep did not drop the evidence"
+        with broker.client(token) as client:
+            assert client.get(f"/v1/evidence-requests/{exchange['id']}").json()["state"] == "delivered"
+    finally:
+        stop_process(process)
