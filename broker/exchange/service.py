@@ -186,7 +186,10 @@ def complete(
 ) -> Problem | None:
     """Ask the authority, check and seal what it returns, and end the exchange. Returns why it failed."""
     try:
-        outcome = deps.adapter_for(authority, session).fetch(query)
+        # The exchange's pending rows need not reach the database before the register lookup:
+        # flushing them with the delivery saves a round trip on the hot path.
+        with session.no_autoflush:
+            outcome = deps.adapter_for(authority, session).fetch(query)
     except Exception as error:  # a faulty adapter must end the exchange, not the request
         log.warning(
             "adapter_error", exchange=exchange.id, authority=authority.id, error_type=type(error).__name__
