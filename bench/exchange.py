@@ -3,7 +3,10 @@
     python -m bench.exchange [--seconds 15] [--concurrency 16] [--workers 1]
 
 Both servers run as `uvicorn` processes with the same settings (workers, no access log); the
-same asyncio/httpx load generator drives each for the same time. The exchange is the full
+same load generator drives each for the same time: `wrk` where it is installed (Debian package
+`wrk`), else an asyncio/httpx generator in this process. The httpx generator saturates near
+500 requests/s on two cores, so with it the hello baseline measures the generator, not FastAPI,
+and the ratio comes out far too kind; prefer wrk. The exchange is the full
 synchronous path on PostgreSQL: bearer auth, policy, routing, in-process adapter, schema check,
 XAdES seal, exchange row and log entries committed. The bar: exchange ≥ 25 % of hello.
 Uses ``BROKER_TEST_POSTGRES_URL`` (default postgresql+psycopg://postgres@127.0.0.1:5432/test) to
@@ -14,7 +17,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -75,6 +81,30 @@ async def load(url: str, seconds: float, concurrency: int, **request: object) ->
     return ok, failed, latencies
 
 
+def load_with_wrk(url: str, seconds: float, concurrency: int, token: str | None = None) -> float:
+    """Requests/s of successful answers, as wrk measures them."""
+    args = ["wrk", "-t1", f"-c{concurrency}", f"-d{int(seconds)}s", "--latency"]
+    if token is not None:
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+            script.write(
+                'wrk.method = "POST"\n'
+                f"wrk.body = {json.dumps(json.dumps(ERIKA_REQUEST))}\n"
+                'wrk.headers["Content-Type"] = "application/json"\n'
+                f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+            )
+        args += ["-s", script.name]
+    output = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+    rate = float(re.search(r"Requests/sec:\s+([0-9.]+)", output).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    total = re.search(r"(\d+) requests in", output)
+    if errors and total:
+        rate *= 1 - int(errors.group(1)) / int(total.group(1))
+    latency = re.search(r"50%\s+(\S+).*?99%\s+(\S+)", output, re.S)
+    p50, p99 = latency.groups() if latency else ("?", "?")
+    print(f"{'':<10} wrk: {rate:9.1f} ok req/s  p50={p50}  p99={p99}")
+    return rate
+
+
 def report(name: str, ok: int, failed: int, latencies: list[float], seconds: float) -> float:
     rate = ok / seconds
     quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
@@ -118,7 +148,20 @@ def main() -> None:
         hello_port, broker_port = free_port(), free_port()
         processes.append(serve("bench.hello:app", hello_port, args.workers, env))
         processes.append(serve("broker.app:create_app", broker_port, args.workers, env))
-        print(f"{args.seconds:.0f} s each, concurrency {args.concurrency}, {args.workers} worker(s), PostgreSQL")
+        generator = "wrk" if shutil.which("wrk") else "httpx (install wrk for a fair baseline)"
+        print(
+            f"{args.seconds:.0f} s each, concurrency {args.concurrency}, {args.workers} worker(s), PostgreSQL, "
+            f"load: {generator}"
+        )
+        if shutil.which("wrk"):
+            print("hello")
+            hello_rate = load_with_wrk(f"http://127.0.0.1:{hello_port}/hello", args.seconds, args.concurrency)
+            print("exchange")
+            exchange_rate = load_with_wrk(
+                f"http://127.0.0.1:{broker_port}/v1/evidence-requests", args.seconds, args.concurrency, token
+            )
+            print(f"ratio exchange/hello = {exchange_rate / hello_rate:.1%} (bar: >= 25 %)")
+            return
         hello = asyncio.run(load(f"http://127.0.0.1:{hello_port}/hello", args.seconds, args.concurrency, method="GET"))
         exchange = asyncio.run(
             load(
