@@ -32,6 +32,9 @@ STREAM_CHUNK = 50_000
 
 def queue(session: Session, entry: LogEntry) -> LogEntry:
     session.add(entry)
+    # The session's identity map holds objects weakly; keeping this transaction's entries lets
+    # entry_position answer a fresh delivery's receipt from memory instead of a query.
+    session.info.setdefault("queued_log_entries", []).append(entry)
     return entry
 
 
