@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -46,6 +48,9 @@ class BrokerContext:
         self.principals = PrincipalCache(self.sessions)
         self.xml_limits = XmlLimits(max_bytes=self.settings.max_body_bytes)
         settings = self.settings
+        # Exchange work is CPU-bound Python under one GIL: beyond a few at once, threads only
+        # convoy. Waiting (long polls, the synchronous window of remote exchanges) is not counted.
+        self.exchange_slots = threading.BoundedSemaphore(settings.exchange_concurrency)
         self.breakers = Breakers(settings.breaker_failure_threshold, settings.breaker_reset_seconds)
         self.push_transport = PushTransport(
             TlsSettings(settings.push_client_cert, settings.push_client_key, settings.push_ca_bundle)

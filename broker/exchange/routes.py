@@ -87,7 +87,7 @@ def create_evidence_request(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JSONResponse:
     deps = context.exchange_dependencies()
-    with context.unit_of_work() as session:
+    with context.exchange_slots, context.unit_of_work() as session:
         result = request_evidence(session, deps, principal, body, idempotency_key)
         context.remote.begin(session, result)
         # Known now: the delivery entry's leaf hash; its log index once the integrator ran.
