@@ -147,8 +147,6 @@ REGISTERS: dict[str, tuple[type[Any], Callable[[Any, etree._Element], etree._Ele
 }
 
 
-def reference_adapter(
-    session: Session, authority_id: str, name: str, ars: str, register: str
-) -> EvidenceAdapter:
+def reference_adapter(session: Session, authority_id: str, name: str, ars: str, register: str) -> EvidenceAdapter:
     model, render, namespace = REGISTERS[register]
     return RegisterAdapter(session, authority_id, name, ars, model, render, namespace)

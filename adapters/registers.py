@@ -15,9 +15,7 @@ from broker.db.models import BirthRecord, BusinessRegistration, Resident
 Record = TypeVar("Record", Resident, BirthRecord, BusinessRegistration)
 
 
-def find_matches(
-    session: Session, model: type[Record], register_id: str, subject: Subject
-) -> Sequence[Record]:
+def find_matches(session: Session, model: type[Record], register_id: str, subject: Subject) -> Sequence[Record]:
     """Every entry of one register that matches the subject.
 
     With an IDNr the IDNr decides, and any names given must agree with the entry; without one,
@@ -46,9 +44,7 @@ def _agrees(record: Resident | BirthRecord | BusinessRegistration, subject: Subj
     return not (subject.birth_place and name_key(subject.birth_place) != name_key(record.birth_place))
 
 
-def sample_subjects(
-    session: Session, model: type[Record], register_id: str
-) -> tuple[Subject | None, Subject | None]:
+def sample_subjects(session: Session, model: type[Record], register_id: str) -> tuple[Subject | None, Subject | None]:
     """A subject that matches exactly one entry of the register, and one that matches several.
 
     For the conformance kit: name + birth date triples, as a requester without IDNr gives them.

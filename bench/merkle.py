@@ -51,8 +51,10 @@ def main() -> None:
     start = time.perf_counter()
     stored = tree.extend(leaves)
     elapsed = time.perf_counter() - start
-    print(f"CompactTree: {size:,} appends in {elapsed:.3f} s = {size / elapsed:,.0f} appends/s "
-          f"({len(stored):,} perfect nodes completed; root agrees: {tree.root() == root})")
+    print(
+        f"CompactTree: {size:,} appends in {elapsed:.3f} s = {size / elapsed:,.0f} appends/s "
+        f"({len(stored):,} perfect nodes completed; root agrees: {tree.root() == root})"
+    )
 
     nodes: dict[NodeId, bytes] = {(level, index): h for level, index, h in stored}
     print(f"root from stored nodes agrees: {tree_root(size, nodes) == root}")
@@ -63,8 +65,10 @@ def main() -> None:
         proof = assemble_proof(inclusion_proof_ranges(index, size), nodes)
         verify_inclusion(leaves[index], index, size, proof, root)
     elapsed = time.perf_counter() - start
-    print(f"inclusion proof generation + verification (size {size:,}, {proofs:,} random leaves): "
-          f"{elapsed / proofs * 1e6:.1f} µs per proof")
+    print(
+        f"inclusion proof generation + verification (size {size:,}, {proofs:,} random leaves): "
+        f"{elapsed / proofs * 1e6:.1f} µs per proof"
+    )
 
     old_sizes = [rng.randrange(1, size + 1) for _ in range(proofs)]
     old_roots = {old: tree_root(old, nodes) for old in old_sizes}
@@ -73,8 +77,10 @@ def main() -> None:
         proof = assemble_proof(consistency_proof_ranges(old, size), nodes)
         verify_consistency(old, size, old_roots[old], root, proof)
     elapsed = time.perf_counter() - start
-    print(f"consistency proof generation + verification (to size {size:,}, {proofs:,} random old sizes): "
-          f"{elapsed / proofs * 1e6:.1f} µs per proof")
+    print(
+        f"consistency proof generation + verification (to size {size:,}, {proofs:,} random old sizes): "
+        f"{elapsed / proofs * 1e6:.1f} µs per proof"
+    )
 
 
 if __name__ == "__main__":

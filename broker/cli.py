@@ -125,14 +125,10 @@ def clients() -> None:
 @clients.command("add")
 @click.argument("name")
 @click.option("--role", required=True, type=click.Choice(["requester", "adapter", "auditor", "admin"]))
-@click.option(
-    "--allow", "allows", multiple=True, metavar="EVIDENCE_TYPE[=PURPOSE]", help="Grant (requesters)."
-)
+@click.option("--allow", "allows", multiple=True, metavar="EVIDENCE_TYPE[=PURPOSE]", help="Grant (requesters).")
 @click.option("--agent", default=None, metavar="SCHEME:ID", help="OOTS agent identifier of a requester.")
 @click.option("--authority", default=None, metavar="ID", help="The authority an adapter client answers for.")
-def clients_add(
-    name: str, role: str, allows: tuple[str, ...], agent: str | None, authority: str | None
-) -> None:
+def clients_add(name: str, role: str, allows: tuple[str, ...], agent: str | None, authority: str | None) -> None:
     """Create a client and print its bearer token (alone on the last line; shown only now)."""
     from broker.clients.service import ClientError, add_client, parse_grant
 

@@ -47,11 +47,7 @@ class Problem(Exception):
 
 
 def problem_response(problem: Problem, instance: str | None = None) -> JSONResponse:
-    headers = (
-        {"Retry-After": str(problem.extensions["retry_after"])}
-        if "retry_after" in problem.extensions
-        else None
-    )
+    headers = {"Retry-After": str(problem.extensions["retry_after"])} if "retry_after" in problem.extensions else None
     return JSONResponse(
         problem.body(instance), status_code=problem.status, media_type=PROBLEM_MEDIA_TYPE, headers=headers
     )
@@ -75,9 +71,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             errors.append({"field": _field_path(tuple(err.get("loc", ()))), "message": err.get("msg", "")})
         malformed = any(e.get("type") == "json_invalid" for e in exc.errors())
         if malformed:
-            problem = Problem(
-                400, "request.malformed_json", "The request body is not valid JSON.", errors=errors
-            )
+            problem = Problem(400, "request.malformed_json", "The request body is not valid JSON.", errors=errors)
         else:
             fields = ", ".join(e["field"] for e in errors)
             problem = Problem(422, "request.invalid", f"Invalid or missing fields: {fields}.", errors=errors)

@@ -123,9 +123,7 @@ class LiveBroker:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=30)
 
-    def add_client(
-        self, role: str, *allow: str, agent: str | None = None, authority: str | None = None
-    ) -> str:
+    def add_client(self, role: str, *allow: str, agent: str | None = None, authority: str | None = None) -> str:
         """Create a client through the real CLI, as an operator would; returns its token."""
         name = f"{role}-{uuid.uuid4().hex[:8]}"
         args = [sys.executable, "-m", "broker.cli", "clients", "add", name, "--role", role]
@@ -157,9 +155,7 @@ def start_broker(
         **(extra_env or {}),
     }
     if make_url(database_url).get_backend_name() == "postgresql":
-        subprocess.run(
-            [sys.executable, "-m", "broker.cli", "db", "upgrade"], env=env, check=True, timeout=120
-        )
+        subprocess.run([sys.executable, "-m", "broker.cli", "db", "upgrade"], env=env, check=True, timeout=120)
     log_file = log_path.open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "broker.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],

@@ -292,9 +292,7 @@ def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes],
         raise ProofError("inclusion proof does not lead to the given root")
 
 
-def verify_consistency(
-    old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
-) -> None:
+def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]) -> None:
     """Check that the tree of ``new_size`` extends the one of ``old_size`` (RFC 9162 §2.1.4.2)."""
     if old_size < 0 or new_size < 0:
         raise ProofError(f"negative size {old_size} or {new_size}")
@@ -316,8 +314,7 @@ def verify_consistency(
     expected = len(consistency_proof_ranges(old_size, new_size))
     if len(proof) != expected:
         raise ProofError(
-            f"consistency proof has {len(proof)} hashes, expected {expected} "
-            f"from size {old_size} to size {new_size}"
+            f"consistency proof has {len(proof)} hashes, expected {expected} from size {old_size} to size {new_size}"
         )
     path = list(proof)
     if old_size & (old_size - 1) == 0:

@@ -9,9 +9,7 @@ from broker.db.models import Client, ClientPermission
 
 
 def by_token_hash(session: Session, token_hash: str) -> Client | None:
-    return session.scalars(
-        select(Client).where(Client.token_hash == token_hash, Client.disabled.is_(False))
-    ).first()
+    return session.scalars(select(Client).where(Client.token_hash == token_hash, Client.disabled.is_(False))).first()
 
 
 def by_name(session: Session, name: str) -> Client | None:
@@ -19,9 +17,7 @@ def by_name(session: Session, name: str) -> Client | None:
 
 
 def permissions(session: Session, client_id: int) -> list[ClientPermission]:
-    return list(
-        session.scalars(select(ClientPermission).where(ClientPermission.client_id == client_id)).all()
-    )
+    return list(session.scalars(select(ClientPermission).where(ClientPermission.client_id == client_id)).all())
 
 
 def add(session: Session, client: Client, grants: list[tuple[str, str | None]]) -> Client:

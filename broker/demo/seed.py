@@ -115,10 +115,7 @@ def seed_registers(session: Session, document: RegistryDocument) -> SeedSummary:
         if standesamt is not None:
             births.append(
                 {
-                    **{
-                        k: person[k]
-                        for k in ("idnr", "family_name", "given_name", "birth_date", "birth_place")
-                    },
+                    **{k: person[k] for k in ("idnr", "family_name", "given_name", "birth_date", "birth_place")},
                     **keys,
                     "register_id": standesamt.id,
                     "entry_number": f"G {person['birth_date'].year}/{len(births) + 1:05d}",
@@ -132,10 +129,7 @@ def seed_registers(session: Session, document: RegistryDocument) -> SeedSummary:
             activity = rng.choice(ACTIVITIES)
             businesses.append(
                 {
-                    **{
-                        k: person[k]
-                        for k in ("idnr", "family_name", "given_name", "birth_date", "birth_place")
-                    },
+                    **{k: person[k] for k in ("idnr", "family_name", "given_name", "birth_date", "birth_place")},
                     **keys,
                     "register_id": gewerbe.id,
                     "registration_number": f"GA-{kreis}-{len(businesses) + 1:05d}",
@@ -173,9 +167,7 @@ def seed_registers(session: Session, document: RegistryDocument) -> SeedSummary:
     schwerin = next(a for a in document.authorities if a.id == TWINS_REGISTER)
     add_person(dict(ERIKA), schwerin, "w", "130040000000", "Schwerin")
     for _ in range(2):
-        add_person(
-            {**TWINS, "idnr": make_idnr(rng), "birth_name": None}, schwerin, "m", "130040000000", "Schwerin"
-        )
+        add_person({**TWINS, "idnr": make_idnr(rng), "birth_name": None}, schwerin, "m", "130040000000", "Schwerin")
 
     for model, rows in ((Resident, residents), (BirthRecord, births), (BusinessRegistration, businesses)):
         for start in range(0, len(rows), 2000):

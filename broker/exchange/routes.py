@@ -44,9 +44,7 @@ def exchange_out(exchange: Exchange, receipt: ReceiptOut | None = None, preview:
         evidence=EvidenceLink(href=f"{href}/evidence", digest=f"sha256:{exchange.evidence_digest}")
         if exchange.state == "delivered"
         else None,
-        problem=ProblemOut(status=problem.status, reason=problem.reason, detail=problem.detail)
-        if problem
-        else None,
+        problem=ProblemOut(status=problem.status, reason=problem.reason, detail=problem.detail) if problem else None,
         receipt=receipt,
         # While the citizen's approval is pending, the requester sends them to the preview link.
         links={"self": href, **({"preview": preview} if preview else {})},
@@ -129,15 +127,11 @@ def get_evidence(
 ) -> Response:
     exchange = _owned(context, principal, exchange_id)
     if exchange.state != "delivered":
-        raise Problem(
-            409, "evidence.not_available", f"The exchange is {exchange.state}; there is no evidence."
-        )
+        raise Problem(409, "evidence.not_available", f"The exchange is {exchange.state}; there is no evidence.")
     if exchange.evidence is None or (
         exchange.expires_at is not None and as_utc(exchange.expires_at) <= context.clock.now()
     ):
-        raise Problem(
-            410, "evidence.expired", "The evidence was delivered but its retention period has ended."
-        )
+        raise Problem(410, "evidence.expired", "The evidence was delivered but its retention period has ended.")
     if format == "json":
         return JSONResponse(context.evidence_as_json(exchange.evidence))
     return Response(exchange.evidence, media_type="application/xml")

@@ -14,9 +14,7 @@ from adapters.protocol import Subject
 class SubjectIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    idnr: str | None = Field(
-        default=None, description="Identifikationsnummer (11 digits, check digit verified)"
-    )
+    idnr: str | None = Field(default=None, description="Identifikationsnummer (11 digits, check digit verified)")
     family_name: str | None = Field(default=None, min_length=1, max_length=200)
     given_name: str | None = Field(default=None, min_length=1, max_length=200)
     birth_date: date | None = None

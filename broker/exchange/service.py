@@ -191,9 +191,7 @@ def complete(
         with session.no_autoflush:
             outcome = deps.adapter_for(authority, session).fetch(query)
     except Exception as error:  # a faulty adapter must end the exchange, not the request
-        log.warning(
-            "adapter_error", exchange=exchange.id, authority=authority.id, error_type=type(error).__name__
-        )
+        log.warning("adapter_error", exchange=exchange.id, authority=authority.id, error_type=type(error).__name__)
         problem = Problem(502, "authority.error", "The authority failed to answer.")
         end(session, deps, exchange, principal, "failed", problem)
         return problem
@@ -215,8 +213,7 @@ def conclude(
         problem = Problem(
             409,
             "subject.ambiguous",
-            "Several register entries match the subject; give more attributes "
-            "(idnr, birth_place or birth_name).",
+            "Several register entries match the subject; give more attributes (idnr, birth_place or birth_name).",
         )
     elif outcome.kind is OutcomeKind.FAILED or outcome.evidence is None:
         problem = Problem(

@@ -126,8 +126,6 @@ def subject_pseudonym(
 ) -> str:
     if len(secret) < 32:
         raise ValueError("pseudonym secret must be at least 32 bytes")
-    canonical = normalise_identity(
-        idnr=idnr, family_name=family_name, given_name=given_name, birth_date=birth_date
-    )
+    canonical = normalise_identity(idnr=idnr, family_name=family_name, given_name=given_name, birth_date=birth_date)
     digest = hmac.new(secret, canonical.encode("utf-8"), hashlib.sha256).hexdigest()
     return PREFIX + digest

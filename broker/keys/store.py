@@ -523,9 +523,7 @@ class KeyStore:
             os.close(fd)
 
     def _checkpoint_info(self, entry: _Entry, private_key: Ed25519PrivateKey) -> CheckpointPublicKey:
-        return CheckpointPublicKey(
-            entry.kid, self.origin, private_key.public_key(), entry.active, entry.created
-        )
+        return CheckpointPublicKey(entry.kid, self.origin, private_key.public_key(), entry.active, entry.created)
 
 
 def _ordered(items: Any) -> list[Any]:

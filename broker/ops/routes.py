@@ -23,9 +23,7 @@ def readyz(context: Context) -> dict[str, str]:
         with context.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except Exception as error:
-        raise Problem(
-            503, "not_ready.database", f"The database does not answer ({type(error).__name__})."
-        ) from None
+        raise Problem(503, "not_ready.database", f"The database does not answer ({type(error).__name__}).") from None
     return {"status": "ready"}
 
 

@@ -77,9 +77,7 @@ def add_route(session: Session, spec: RouteSpec) -> Route:
     if existing is not None:
         existing.authority_id = spec.authority
         return existing
-    route = Route(
-        evidence_type_id=spec.evidence_type, ars_prefix=spec.ars_prefix, authority_id=spec.authority
-    )
+    route = Route(evidence_type_id=spec.evidence_type, ars_prefix=spec.ars_prefix, authority_id=spec.authority)
     session.add(route)
     return route
 

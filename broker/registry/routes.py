@@ -28,9 +28,7 @@ def replace_registry(body: RegistryDocument, _: Admin, context: Context) -> Regi
 @router.put("/authorities/{authority_id}", response_model=AuthoritySpec)
 def put_authority(authority_id: str, body: AuthoritySpec, _: Admin, context: Context) -> AuthoritySpec:
     if body.id != authority_id:
-        raise Problem(
-            422, "registry.id_mismatch", f"Body id {body.id!r} differs from the path's {authority_id!r}."
-        )
+        raise Problem(422, "registry.id_mismatch", f"Body id {body.id!r} differs from the path's {authority_id!r}.")
     with context.unit_of_work() as session:
         repository.upsert_authority(session, body)
     context.registry.invalidate()

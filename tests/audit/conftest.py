@@ -100,4 +100,3 @@ def cli_env(database_url: str, engine: Engine, keys: KeyStore, monkeypatch: pyte
     monkeypatch.setenv("BROKER_KEYS_DIR", str(keys.keys_dir))
     monkeypatch.setenv("BROKER_ORIGIN", ORIGIN)
     yield
-

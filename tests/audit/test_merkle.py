@@ -62,8 +62,9 @@ def _b64_list(values: list[str] | None) -> list[bytes]:
 
 def test_every_vector_file_is_collected(shared_dir: Path) -> None:
     for kind, collected in (("inclusion", INCLUSION_FILES), ("consistency", CONSISTENCY_FILES)):
-        on_disk = sorted(str(p.relative_to(shared_dir / _TESTDATA / kind)) for p in
-                         (shared_dir / _TESTDATA / kind).rglob("*.json"))
+        on_disk = sorted(
+            str(p.relative_to(shared_dir / _TESTDATA / kind)) for p in (shared_dir / _TESTDATA / kind).rglob("*.json")
+        )
         assert on_disk, f"no {kind} vectors under {shared_dir}"
         assert collected == on_disk
 
@@ -321,9 +322,10 @@ def test_basic_hashes_and_empty_tree() -> None:
 def test_rfc6962_reference_tree_root(shared_dir: Path) -> None:
     # The vectors' happy paths are proofs in the RFC 6962 reference tree of 8 leaves built
     # from these entries; recomputing that tree must reproduce the root they were checked against.
-    entries = [bytes.fromhex(h) for h in
-               ["", "00", "10", "2021", "3031", "40414243", "5051525354555657",
-                "606162636465666768696a6b6c6d6e6f"]]
+    entries = [
+        bytes.fromhex(h)
+        for h in ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"]
+    ]
     case = _load(shared_dir, "inclusion", "1/happy-path.json")
     assert case["treeSize"] == 8
     leaves = [leaf_hash(e) for e in entries]

@@ -32,12 +32,8 @@ def test_seed_is_deterministic_and_complete(database_url: str) -> None:
     with sessions() as session:
         rows_second = snapshot_rows(session)
         erika = session.scalars(select(Resident).where(Resident.family_name == "Mustermann")).one()
-        erika_birth = session.scalars(
-            select(BirthRecord).where(BirthRecord.family_name == "Mustermann")
-        ).one()
-        aemter = session.scalar(
-            select(func.count()).select_from(Authority).where(Authority.ars.like("_________"))
-        )
+        erika_birth = session.scalars(select(BirthRecord).where(BirthRecord.family_name == "Mustermann")).one()
+        aemter = session.scalar(select(func.count()).select_from(Authority).where(Authority.ars.like("_________")))
         businesses = session.scalar(select(func.count()).select_from(BusinessRegistration))
     engine.dispose()
 

@@ -80,9 +80,7 @@ def test_different_people_and_secrets_differ() -> None:
     # Field boundaries matter: moving a word between family and given name is another person.
     assert subject_pseudonym(
         SECRET, family_name="Maria Mustermann", given_name="Erika", birth_date="1964-08-12"
-    ) != subject_pseudonym(
-        SECRET, family_name="Mustermann", given_name="Erika Maria", birth_date="1964-08-12"
-    )
+    ) != subject_pseudonym(SECRET, family_name="Mustermann", given_name="Erika Maria", birth_date="1964-08-12")
 
 
 def test_idnr_takes_precedence_over_the_name_triple() -> None:
@@ -131,9 +129,7 @@ _spaces = st.text(alphabet=" \t\n\u00a0\u2003", max_size=3)
     upper=st.booleans(),
     nfd=st.booleans(),
 )
-def test_presentation_never_changes_the_pseudonym(
-    pad: tuple[str, str, str, str], upper: bool, nfd: bool
-) -> None:
+def test_presentation_never_changes_the_pseudonym(pad: tuple[str, str, str, str], upper: bool, nfd: bool) -> None:
     family, given_name = "Müller-Lüdenscheidt", "Jürgen Karl"
 
     def present(name: str) -> str:

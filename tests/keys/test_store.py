@@ -92,9 +92,7 @@ def test_origin_names_the_checkpoint_key(keys_dir: Path) -> None:
 
 def test_key_id_is_the_rfc7638_thumbprint_rfc8037_vector() -> None:
     # RFC 8037 appendix A.3: the thumbprint of the appendix A.2 Ed25519 public key.
-    public_key = Ed25519PublicKey.from_public_bytes(
-        _b64url_decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo")
-    )
+    public_key = Ed25519PublicKey.from_public_bytes(_b64url_decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"))
     assert key_id(public_key) == "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
 
 

@@ -22,9 +22,7 @@ def test_admin_adds_a_route_that_the_next_request_uses(live_broker: LiveBroker) 
             "ars": "130769999",
             "register_kind": "melderegister",
         }
-        assert (
-            client.put(f"/v1/admin/registry/authorities/{authority['id']}", json=authority).status_code == 200
-        )
+        assert client.put(f"/v1/admin/registry/authorities/{authority['id']}", json=authority).status_code == 200
         route = {"evidence_type": MELDE, "ars_prefix": "130769999", "authority": authority["id"]}
         assert client.put("/v1/admin/registry/routes", json=route).status_code == 200
         bad = client.put("/v1/admin/registry/routes", json={**route, "authority": "nobody"})
@@ -42,9 +40,7 @@ def test_admin_adds_a_route_that_the_next_request_uses(live_broker: LiveBroker) 
         answer = client.post("/v1/evidence-requests", json=body)
     assert answer.json()["exchange"]["authority"] == "melderegister-test-amt"
     with live_broker.client(admin) as client:
-        gone = client.delete(
-            "/v1/admin/registry/routes", params={"evidence_type": MELDE, "ars_prefix": "130769999"}
-        )
+        gone = client.delete("/v1/admin/registry/routes", params={"evidence_type": MELDE, "ars_prefix": "130769999"})
         assert gone.status_code == 204
 
 

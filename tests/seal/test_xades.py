@@ -93,9 +93,7 @@ def test_seal_is_an_enveloped_xades_signature(store: KeyStore, sealed: bytes) ->
     mime = properties.find("xades:SignedDataObjectProperties/xades:DataObjectFormat/xades:MimeType", NSMAP)
     assert mime is not None and mime.text == "application/xml"
     embedded = signature.find("ds:KeyInfo/ds:X509Data/ds:X509Certificate", NSMAP)
-    assert base64.b64decode("".join(embedded.text.split())) == certificate.public_bytes(
-        serialization.Encoding.DER
-    )
+    assert base64.b64decode("".join(embedded.text.split())) == certificate.public_bytes(serialization.Encoding.DER)
     assert signature.find("ds:KeyInfo/ds:KeyValue", NSMAP) is None
 
 
@@ -149,9 +147,7 @@ def test_seal_by_an_untrusted_key_is_rejected(store: KeyStore, stranger: KeyStor
         verify_sealed_evidence(forged, trusted(store))
 
 
-def test_untrusted_key_with_the_brokers_certificate_in_keyinfo_is_rejected(
-    store: KeyStore, stranger: KeyStore
-) -> None:
+def test_untrusted_key_with_the_brokers_certificate_in_keyinfo_is_rejected(store: KeyStore, stranger: KeyStore) -> None:
     forged = etree.fromstring(seal_evidence(EVIDENCE, *stranger.sealing_key()))
     broker_der = store.sealing_key()[1].public_bytes(serialization.Encoding.DER)
     forged.find(".//ds:X509Certificate", NSMAP).text = base64.b64encode(broker_der).decode()
@@ -208,9 +204,7 @@ def test_wrapping_the_signed_document_in_a_new_root_is_rejected(store: KeyStore,
         verify_sealed_evidence(etree.tostring(wrapper), trusted(store))
 
 
-def test_signature_moved_onto_forged_content_with_original_hidden_in_object(
-    store: KeyStore, sealed: bytes
-) -> None:
+def test_signature_moved_onto_forged_content_with_original_hidden_in_object(store: KeyStore, sealed: bytes) -> None:
     original = etree.fromstring(sealed)
     signature = original.find("ds:Signature", NSMAP)
     original.remove(signature)

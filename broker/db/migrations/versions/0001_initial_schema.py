@@ -48,9 +48,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("birth_records", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_birth_records_idnr"), ["idnr"], unique=False)
-        batch_op.create_index(
-            "ix_birth_records_match", ["register_id", "family_name_key", "birth_date"], unique=False
-        )
+        batch_op.create_index("ix_birth_records_match", ["register_id", "family_name_key", "birth_date"], unique=False)
 
     op.create_table(
         "business_registrations",
@@ -72,9 +70,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_business_registrations")),
     )
     with op.batch_alter_table("business_registrations", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_business_match", ["register_id", "family_name_key", "birth_date"], unique=False
-        )
+        batch_op.create_index("ix_business_match", ["register_id", "family_name_key", "birth_date"], unique=False)
         batch_op.create_index(batch_op.f("ix_business_registrations_idnr"), ["idnr"], unique=False)
 
     op.create_table(
@@ -98,9 +94,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "log_entries",
-        sa.Column(
-            "seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("log_index", sa.BigInteger(), nullable=True),
         sa.Column("body", sa.LargeBinary(), nullable=False),
         sa.Column("leaf_hash", sa.LargeBinary(), nullable=False),
@@ -119,9 +113,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_log_entries_exchange_id"), ["exchange_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_log_entries_recorded_at"), ["recorded_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_log_entries_requester"), ["requester"], unique=False)
-        batch_op.create_index(
-            batch_op.f("ix_log_entries_subject_pseudonym"), ["subject_pseudonym"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_log_entries_subject_pseudonym"), ["subject_pseudonym"], unique=False)
 
     op.create_table(
         "merkle_nodes",
@@ -152,9 +144,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("residents", schema=None) as batch_op:
         batch_op.create_index("ix_residents_idnr", ["register_id", "idnr"], unique=False)
-        batch_op.create_index(
-            "ix_residents_match", ["register_id", "family_name_key", "birth_date"], unique=False
-        )
+        batch_op.create_index("ix_residents_match", ["register_id", "family_name_key", "birth_date"], unique=False)
 
     op.create_table(
         "clients",
@@ -213,9 +203,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_client_permissions")),
-        sa.UniqueConstraint(
-            "client_id", "evidence_type_id", "purpose", name=op.f("uq_client_permissions_client_id")
-        ),
+        sa.UniqueConstraint("client_id", "evidence_type_id", "purpose", name=op.f("uq_client_permissions_client_id")),
     )
     with op.batch_alter_table("client_permissions", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_client_permissions_client_id"), ["client_id"], unique=False)
@@ -242,9 +230,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_consents")),
     )
     with op.batch_alter_table("consents", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_consents_subject_pseudonym"), ["subject_pseudonym"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_consents_subject_pseudonym"), ["subject_pseudonym"], unique=False)
 
     op.create_table(
         "exchanges",
@@ -274,18 +260,14 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["requester_id"], ["clients.id"], name=op.f("fk_exchanges_requester_id_clients")
-        ),
+        sa.ForeignKeyConstraint(["requester_id"], ["clients.id"], name=op.f("fk_exchanges_requester_id_clients")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_exchanges")),
         sa.UniqueConstraint("requester_id", "idempotency_key", name=op.f("uq_exchanges_requester_id")),
     )
     with op.batch_alter_table("exchanges", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_exchanges_requester_id"), ["requester_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_exchanges_state"), ["state"], unique=False)
-        batch_op.create_index(
-            batch_op.f("ix_exchanges_subject_pseudonym"), ["subject_pseudonym"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_exchanges_subject_pseudonym"), ["subject_pseudonym"], unique=False)
 
     op.create_table(
         "adapter_tasks",
