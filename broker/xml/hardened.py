@@ -9,9 +9,11 @@ known, a line/column; nothing else escapes :func:`parse_xml` for any input.
 from __future__ import annotations
 
 import codecs
+import gc
 import re
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -236,7 +238,43 @@ _local = threading.local()
 _CHUNK = 64 * 1024
 
 
+_gc_lock = threading.Lock()
+_gc_pausers = 0
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic collector while a large body is parsed incrementally.
+
+    Every parser event creates an element proxy; in a large heap (a serving process, a test
+    run) those allocations trigger full collections that made a 300,000-element refusal take
+    ~1 s instead of ~0.1 s. lxml proxies form no reference cycles, so nothing is lost by
+    pausing for one bounded parse. Counted, so concurrent parses don't re-enable it early.
+    """
+    global _gc_pausers
+    with _gc_lock:
+        if _gc_pausers == 0 and not gc.isenabled():
+            paused_by_us = False
+        else:
+            paused_by_us = True
+            _gc_pausers += 1
+            gc.disable()
+    try:
+        yield
+    finally:
+        if paused_by_us:
+            with _gc_lock:
+                _gc_pausers -= 1
+                if _gc_pausers == 0:
+                    gc.enable()
+
+
 def _parse_incrementally(data: bytes, limits: XmlLimits) -> etree._Element:
+    with _cyclic_gc_paused():
+        return _pull_parse(data, limits)
+
+
+def _pull_parse(data: bytes, limits: XmlLimits) -> etree._Element:
     track_depth = limits.max_depth < LIBXML2_MAX_DEPTH
     events = ("start", "end") if track_depth else ("start",)
     parser = etree.XMLPullParser(events=events, **_PARSER_OPTIONS)

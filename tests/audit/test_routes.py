@@ -17,7 +17,7 @@ from broker.audit.merkle import leaf_hash, verify_consistency, verify_inclusion
 from broker.audit.note import Checkpoint, Verifier, open_checkpoint
 from broker.keys.store import KeyStore
 from tests.conftest import LiveBroker
-from tests.specimen import ERIKA, MELDE
+from tests.specimen import MELDE, request_body
 
 
 def b64(value: str) -> bytes:
@@ -44,14 +44,7 @@ def verifiers(live_broker: LiveBroker) -> list[Verifier]:
 
 
 def deliver(broker: LiveBroker, token: str) -> dict[str, Any]:
-    body = {
-        "evidence_type": MELDE,
-        "jurisdiction": "13004",
-        "subject": ERIKA,
-        "purpose": "Wohngeldantrag",
-        "legal_basis": "§ 23 WoGG",
-        "explicit_request": True,
-    }
+    body = request_body()
     with broker.client(token) as client:
         answer = client.post("/v1/evidence-requests", json=body)
     assert answer.status_code == 200, answer.text

@@ -33,10 +33,10 @@ from tests.oots.support import (
     failure_of,
     post_edm,
 )
+from tests.specimen import request_body
 
 WITH_PREVIEW = "urn:test:geburtsurkunde-mit-vorschau"
 HASTY_TTL = 2.0  # seconds
-ERIKA = {"family_name": "Mustermann", "given_name": "Erika", "birth_date": "1964-08-12"}
 
 
 @pytest.fixture(scope="module")
@@ -196,14 +196,7 @@ def test_a_type_released_only_after_preview(live_broker: LiveBroker, requester: 
     assert (refused.code, refused.reason) == ("EDM:ERR:0002", "preview.impossible")
     first_request(live_broker, requester, classification="CertificateOfBirthWithPreview", type_identifier="x")
     # The JSON API holds it for preview without being asked to.
-    body = {
-        "evidence_type": preview_type,
-        "jurisdiction": "13004",
-        "subject": ERIKA,
-        "purpose": "Test",
-        "legal_basis": "§ 1 Test",
-        "explicit_request": True,
-    }
+    body = request_body(preview_type, purpose="Test", legal_basis="§ 1 Test")
     with live_broker.client(requester) as client:
         answer = client.post("/v1/evidence-requests", json=body)
     assert answer.status_code == 202 and answer.json()["state"] == "awaiting_preview"
@@ -213,15 +206,7 @@ def test_a_type_released_only_after_preview(live_broker: LiveBroker, requester: 
 
 
 def v1_request(broker: LiveBroker, token: str) -> dict[str, Any]:
-    body = {
-        "evidence_type": MELDE,
-        "jurisdiction": "13004",
-        "subject": ERIKA,
-        "purpose": "Wohngeldantrag",
-        "legal_basis": "§ 23 WoGG",
-        "explicit_request": True,
-        "preview": True,
-    }
+    body = request_body(preview=True)
     with broker.client(token) as client:
         answer = client.post("/v1/evidence-requests", json=body, headers={"Idempotency-Key": str(uuid.uuid4())})
     assert answer.status_code == 202, answer.text
@@ -328,16 +313,7 @@ def test_the_requester_is_called_back_when_the_citizen_decides(live_broker: Live
     server = HTTPServer(("127.0.0.1", 0), _CallbackSink)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        body = {
-            "evidence_type": MELDE,
-            "jurisdiction": "13004",
-            "subject": ERIKA,
-            "purpose": "Wohngeldantrag",
-            "legal_basis": "§ 23 WoGG",
-            "explicit_request": True,
-            "preview": True,
-            "callback_url": f"http://127.0.0.1:{server.server_address[1]}/hook",
-        }
+        body = request_body(preview=True, callback_url=f"http://127.0.0.1:{server.server_address[1]}/hook")
         with live_broker.client(requester) as client:
             exchange = client.post("/v1/evidence-requests", json=body).json()
         assert decide(live_broker, live_broker.base_url + exchange["links"]["preview"], "approve").status_code == 200

@@ -346,3 +346,20 @@ def test_mangled_bodies_only_ever_raise_intake_errors(seed: bytes, cut: int, ins
             parse_xml(body)
         except XmlIntakeError as exc:
             assert exc.reason in STATUS and exc.status == STATUS[exc.reason]
+
+
+def test_large_parses_leave_the_cyclic_collector_as_they_found_it() -> None:
+    import gc
+
+    huge = b"<r>" + b"<a/>" * 300_000 + b"</r>"
+    assert gc.isenabled()
+    with pytest.raises(XmlIntakeError):
+        parse_xml(huge)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with pytest.raises(XmlIntakeError):
+            parse_xml(huge)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
