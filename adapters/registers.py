@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session
 
 from adapters.identity import given_names_match, name_key
 from adapters.protocol import Subject
-from broker.db.models import BirthRecord, BusinessRegistration, Resident
+from broker.db.models import RegisterEntry
 
-Record = TypeVar("Record", Resident, BirthRecord, BusinessRegistration)
+Record = TypeVar("Record", bound=RegisterEntry)
 
 
 def find_matches(session: Session, model: type[Record], register_id: str, subject: Subject) -> Sequence[Record]:
@@ -34,7 +34,7 @@ def find_matches(session: Session, model: type[Record], register_id: str, subjec
     return [c for c in candidates if _agrees(c, subject)]
 
 
-def _agrees(record: Resident | BirthRecord | BusinessRegistration, subject: Subject) -> bool:
+def _agrees(record: RegisterEntry, subject: Subject) -> bool:
     if subject.family_name and name_key(subject.family_name) != record.family_name_key:
         return False
     if subject.given_name and not given_names_match(subject.given_name, record.given_name_key):

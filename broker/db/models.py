@@ -269,14 +269,8 @@ class Checkpoint(Base):
 # --- demo register data (read by the reference adapters) ----------------------------------
 
 
-class Resident(Base):
-    """A Melderegister entry."""
-
-    __tablename__ = "residents"
-    __table_args__ = (
-        Index("ix_residents_match", "register_id", "family_name_key", "birth_date"),
-        Index("ix_residents_idnr", "register_id", "idnr"),
-    )
+class RegisterEntry:
+    """The identity every demo register keeps; the reference adapters match subjects on it."""
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     register_id: Mapped[str] = mapped_column(String(100))
@@ -286,9 +280,20 @@ class Resident(Base):
     # Casefolded, accent-stripped forms used for matching.
     family_name_key: Mapped[str] = mapped_column(String(200))
     given_name_key: Mapped[str] = mapped_column(String(200))
-    birth_name: Mapped[str | None] = mapped_column(String(200))
     birth_date: Mapped[date] = mapped_column(Date)
     birth_place: Mapped[str] = mapped_column(String(200))
+
+
+class Resident(RegisterEntry, Base):
+    """A Melderegister entry."""
+
+    __tablename__ = "residents"
+    __table_args__ = (
+        Index("ix_residents_match", "register_id", "family_name_key", "birth_date"),
+        Index("ix_residents_idnr", "register_id", "idnr"),
+    )
+
+    birth_name: Mapped[str | None] = mapped_column(String(200))
     street: Mapped[str] = mapped_column(String(200))
     house_number: Mapped[str] = mapped_column(String(20))
     postal_code: Mapped[str] = mapped_column(String(5))
@@ -297,43 +302,31 @@ class Resident(Base):
     moved_in: Mapped[date] = mapped_column(Date)
 
 
-class BirthRecord(Base):
+class BirthRecord(RegisterEntry, Base):
     """A Geburtenregister entry of a Standesamt."""
 
     __tablename__ = "birth_records"
-    __table_args__ = (Index("ix_birth_records_match", "register_id", "family_name_key", "birth_date"),)
+    __table_args__ = (
+        Index("ix_birth_records_match", "register_id", "family_name_key", "birth_date"),
+        Index("ix_birth_records_idnr", "idnr"),
+    )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    register_id: Mapped[str] = mapped_column(String(100))
     entry_number: Mapped[str] = mapped_column(String(50))
-    idnr: Mapped[str | None] = mapped_column(String(11), index=True)
-    family_name: Mapped[str] = mapped_column(String(200))
-    given_name: Mapped[str] = mapped_column(String(200))
-    family_name_key: Mapped[str] = mapped_column(String(200))
-    given_name_key: Mapped[str] = mapped_column(String(200))
     sex: Mapped[str] = mapped_column(String(1))
-    birth_date: Mapped[date] = mapped_column(Date)
-    birth_place: Mapped[str] = mapped_column(String(200))
     mother_name: Mapped[str] = mapped_column(String(300))
     father_name: Mapped[str | None] = mapped_column(String(300))
 
 
-class BusinessRegistration(Base):
+class BusinessRegistration(RegisterEntry, Base):
     """A Gewerberegister entry (Gewerbeanmeldung)."""
 
     __tablename__ = "business_registrations"
-    __table_args__ = (Index("ix_business_match", "register_id", "family_name_key", "birth_date"),)
+    __table_args__ = (
+        Index("ix_business_match", "register_id", "family_name_key", "birth_date"),
+        Index("ix_business_registrations_idnr", "idnr"),
+    )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    register_id: Mapped[str] = mapped_column(String(100))
     registration_number: Mapped[str] = mapped_column(String(50))
-    idnr: Mapped[str | None] = mapped_column(String(11), index=True)
-    family_name: Mapped[str] = mapped_column(String(200))
-    given_name: Mapped[str] = mapped_column(String(200))
-    family_name_key: Mapped[str] = mapped_column(String(200))
-    given_name_key: Mapped[str] = mapped_column(String(200))
-    birth_date: Mapped[date] = mapped_column(Date)
-    birth_place: Mapped[str] = mapped_column(String(200))
     trade_name: Mapped[str] = mapped_column(String(300))
     activity: Mapped[str] = mapped_column(String(500))
     business_address: Mapped[str] = mapped_column(String(300))
