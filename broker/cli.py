@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import click
+from sqlalchemy.orm import Session
 
 from broker.audit.commands import audit
 from broker.seal.commands import evidence, keys
@@ -27,8 +29,7 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     import uvicorn
 
     settings = get_settings()
-    if settings.is_sqlite:
-        _upgrade()
+    # The app migrates an embedded (SQLite) database itself at start-up (BrokerContext.create).
     uvicorn.run(
         "broker.app:create_app",
         factory=True,
@@ -45,23 +46,20 @@ def db() -> None:
     """Database schema."""
 
 
-def _upgrade() -> None:
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply all migrations."""
     from broker.db.migrate import upgrade
     from broker.db.session import make_engine
 
     engine = make_engine(get_settings().database_url)
     upgrade(engine)
     engine.dispose()
-
-
-@db.command("upgrade")
-def db_upgrade() -> None:
-    """Apply all migrations."""
-    _upgrade()
     click.echo("database is at the latest revision")
 
 
-def _unit_of_work():  # type: ignore[no-untyped-def]
+def _unit_of_work() -> AbstractContextManager[Session]:
+    """One transaction of a command; an embedded database is migrated first, as `serve` does."""
     from broker.db.session import make_engine, make_session_factory, unit_of_work
 
     settings = get_settings()

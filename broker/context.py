@@ -24,7 +24,7 @@ from broker.keys.pseudonym import subject_pseudonym
 from broker.keys.store import KeyStore
 from broker.preview.service import Previews, derive_key
 from broker.registry import repository as registry_repository
-from broker.registry.schemas import AuthoritySpec, EvidenceTypeSpec
+from broker.registry.schemas import AuthoritySpec, EvidenceTypeSpec, RegistryDocument
 from broker.registry.service import RegistryCache
 from broker.seal.xades import seal_evidence
 from broker.settings import Settings
@@ -76,7 +76,7 @@ class BrokerContext:
         with unit_of_work(self.sessions) as session:
             yield session
 
-    def _read_registry(self):  # type: ignore[no-untyped-def]
+    def _read_registry(self) -> RegistryDocument:
         with self.sessions() as session:
             return registry_repository.read_document(session)
 
