@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from adapters.protocol import AdapterOutcome, EvidenceQuery
 from adapters.signing import SignatureError, SignedMessage, content_digest, load_public_key, sign, verify
-from adapters.wire import JSON, GarbageAnswer, decode_answer
+from adapters.wire import JSON, GarbageAnswer, XmlCheck, decode_answer
 
 T = TypeVar("T")
 
@@ -193,6 +193,7 @@ class HttpPushAdapter:
         signing_key: Ed25519PrivateKey,
         transport: PushTransport,
         breaker: CircuitBreaker,
+        check_xml: XmlCheck,
         retry: RetryPolicy | None = None,
     ) -> None:
         self.authority_id = authority_id
@@ -202,6 +203,7 @@ class HttpPushAdapter:
         self._signing_key = signing_key
         self._transport = transport
         self._breaker = breaker
+        self._check_xml = check_xml
         self._retry = retry or RetryPolicy()
 
     def fetch(self, query: EvidenceQuery) -> AdapterOutcome:
@@ -288,6 +290,6 @@ class HttpPushAdapter:
             reason = "authority.unsigned" if error.reason == "signature.missing" else "authority.bad_signature"
             return AdapterOutcome.failure(reason, f"{error.reason}: {error.detail}"), True
         try:
-            return decode_answer(content_type, response.content), True
+            return decode_answer(content_type, response.content, self._check_xml), True
         except GarbageAnswer as error:
             return AdapterOutcome.failure("authority.garbage", str(error)), True

@@ -7,9 +7,9 @@ JSON object ``{"kind": "not_found" | "ambiguous" | "failed", "detail": "…"}``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from adapters.protocol import AdapterOutcome, OutcomeKind
-from broker.xml.hardened import XmlIntakeError, parse_xml
 
 XML = "application/xml"
 JSON = "application/json"
@@ -19,6 +19,12 @@ MAX_ANSWER_BYTES = 5 * 1024 * 1024
 
 class GarbageAnswer(ValueError):
     """The bytes are not an answer of this protocol at all."""
+
+
+# The check evidence bytes must pass: raises ValueError (with the reason) when they are not
+# well-formed, safe XML. Whoever receives answers injects it (the broker passes its hardened
+# intake), so the wire format carries no XML parsing policy of its own.
+XmlCheck = Callable[[bytes], None]
 
 
 def encode_answer(outcome: AdapterOutcome) -> tuple[str, bytes]:
@@ -32,20 +38,20 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def decode_answer(content_type: str | None, body: bytes) -> AdapterOutcome:
+def decode_answer(content_type: str | None, body: bytes, check_xml: XmlCheck) -> AdapterOutcome:
     """The outcome an answer carries; raises :class:`GarbageAnswer` for anything else.
 
-    Evidence must at least be well-formed, safe XML: whether it is valid for the evidence type
-    is the exchange core's check, and a different failure (``evidence.invalid``).
+    Evidence must at least be well-formed, safe XML (``check_xml`` says so): whether it is valid
+    for the evidence type is the exchange core's check, and a different failure (``evidence.invalid``).
     """
     if len(body) > MAX_ANSWER_BYTES:
         raise GarbageAnswer(f"the answer exceeds {MAX_ANSWER_BYTES} bytes")
     kind = media_type(content_type)
     if kind in (XML, "text/xml"):
         try:
-            parse_xml(body)
-        except XmlIntakeError as error:
-            raise GarbageAnswer(f"the evidence is not well-formed XML ({error.reason})") from None
+            check_xml(body)
+        except ValueError as error:
+            raise GarbageAnswer(f"the evidence is not well-formed XML ({error})") from None
         return AdapterOutcome.found(body)
     if kind == JSON:
         try:

@@ -7,10 +7,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from broker.audit.integrator import BackgroundIntegrator
+from broker import bootstrap
 from broker.audit.routes import router as audit_router
 from broker.consent.routes import router as consent_router
-from broker.context import BrokerContext
 from broker.exchange.routes import router as exchange_router
 from broker.logging import configure_logging
 from broker.middleware import BodyLimitMiddleware, RequestContextMiddleware
@@ -22,25 +21,30 @@ from broker.registry.routes import router as registry_router
 from broker.settings import Settings, get_settings
 from broker.tasks.routes import router as tasks_router
 
+ROUTERS = (
+    exchange_router,
+    consent_router,
+    registry_router,
+    ops_router,
+    tasks_router,
+    audit_router,
+    oots_router,
+    preview_router,
+)
 
-def create_app(settings: Settings | None = None, context: BrokerContext | None = None) -> FastAPI:
+
+def create_app(settings: Settings | None = None, container: bootstrap.Container | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
-    context = context or BrokerContext.create(settings)
-    serving = context
-    log_integrator = BackgroundIntegrator(
-        context.sessions, context.keys, settings.origin, context.clock.now, settings.integrate_interval_seconds
-    )
+    built = container or bootstrap.build(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        serving.start_background()
-        log_integrator.start()
+        built.start()
         try:
             yield
         finally:
-            log_integrator.stop()
-            serving.stop_background()
+            built.stop()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -48,10 +52,9 @@ def create_app(settings: Settings | None = None, context: BrokerContext | None =
         version="0.1.0",
         description="Routes evidence requests to source authorities, seals evidence, keeps a verifiable log.",
     )
-    app.state.context = context
+    app.state.services = built.services
     install_problem_handlers(app)
-    routers = (exchange_router, consent_router, registry_router, ops_router, tasks_router, audit_router)
-    for router in (*routers, oots_router, preview_router):
+    for router in ROUTERS:
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)

@@ -29,7 +29,7 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     import uvicorn
 
     settings = get_settings()
-    # The app migrates an embedded (SQLite) database itself at start-up (BrokerContext.create).
+    # The app migrates an embedded (SQLite) database itself at start-up (broker.bootstrap.build).
     uvicorn.run(
         "broker.app:create_app",
         factory=True,

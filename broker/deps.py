@@ -1,27 +1,135 @@
-"""FastAPI dependencies shared by every domain's routes."""
+"""What routes may depend on: narrow FastAPI dependencies over the services built once at start-up.
+
+The composition root (``broker.bootstrap``) builds one :class:`Services` and ``app.py`` puts it
+on ``app.state``; a route names only the pieces it uses (``db: Db``, ``exchanges: Exchanges``,
+…), never the whole. Nothing here builds anything.
+"""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-from broker.clients.auth import authenticate
+from broker.clients.auth import PrincipalCache, authenticate
 from broker.clients.service import Principal
-from broker.context import BrokerContext
+from broker.clock import Clock
+from broker.db.session import Database
+from broker.exchange.dependencies import ExchangeDependencies
+from broker.keys.store import KeyStore
+from broker.oots.gateway import EdmGateway
+from broker.preview.service import Previews
+from broker.registry.service import RegistryCache
+from broker.settings import Settings
+from broker.tasks.remote import RemoteExchanges
+from broker.xml.catalogue import SchemaCatalogue
+from broker.xml.evidence import EvidenceSchemas
+from broker.xml.hardened import XmlLimits
 
 
-def get_context(request: Request) -> BrokerContext:
-    return request.app.state.context
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    database: Database
+    clock: Clock
+    keys: KeyStore
+    catalogue: SchemaCatalogue
+    xml_limits: XmlLimits
+    registry: RegistryCache
+    principals: PrincipalCache
+    evidence: EvidenceSchemas
+    previews: Previews
+    exchanges: ExchangeDependencies
+    remote: RemoteExchanges
+    gateway: EdmGateway
+    # Exchange work is CPU-bound Python under one GIL: beyond a few at once, threads only convoy.
+    # Waiting (long polls, the synchronous window of remote exchanges) is not counted.
+    exchange_slots: threading.BoundedSemaphore
 
 
-Context = Annotated[BrokerContext, Depends(get_context)]
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
 
 
-def require(*roles: str) -> Callable[[Request, BrokerContext], Principal]:
-    def dependency(request: Request, context: Context) -> Principal:
-        return authenticate(request, context.principals, *roles)
+def _settings(request: Request) -> Settings:
+    return services(request).settings
+
+
+def _database(request: Request) -> Database:
+    return services(request).database
+
+
+def _clock(request: Request) -> Clock:
+    return services(request).clock
+
+
+def _keys(request: Request) -> KeyStore:
+    return services(request).keys
+
+
+def _catalogue(request: Request) -> SchemaCatalogue:
+    return services(request).catalogue
+
+
+def _xml_limits(request: Request) -> XmlLimits:
+    return services(request).xml_limits
+
+
+def _registry(request: Request) -> RegistryCache:
+    return services(request).registry
+
+
+def _principals(request: Request) -> PrincipalCache:
+    return services(request).principals
+
+
+def _evidence(request: Request) -> EvidenceSchemas:
+    return services(request).evidence
+
+
+def _previews(request: Request) -> Previews:
+    return services(request).previews
+
+
+def _exchanges(request: Request) -> ExchangeDependencies:
+    return services(request).exchanges
+
+
+def _remote(request: Request) -> RemoteExchanges:
+    return services(request).remote
+
+
+def _gateway(request: Request) -> EdmGateway:
+    return services(request).gateway
+
+
+def _exchange_slots(request: Request) -> threading.BoundedSemaphore:
+    return services(request).exchange_slots
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+Db = Annotated[Database, Depends(_database)]
+ClockDep = Annotated[Clock, Depends(_clock)]
+Keys = Annotated[KeyStore, Depends(_keys)]
+Catalogue = Annotated[SchemaCatalogue, Depends(_catalogue)]
+Limits = Annotated[XmlLimits, Depends(_xml_limits)]
+Registry = Annotated[RegistryCache, Depends(_registry)]
+Principals = Annotated[PrincipalCache, Depends(_principals)]
+Evidence = Annotated[EvidenceSchemas, Depends(_evidence)]
+PreviewsDep = Annotated[Previews, Depends(_previews)]
+Exchanges = Annotated[ExchangeDependencies, Depends(_exchanges)]
+Remote = Annotated[RemoteExchanges, Depends(_remote)]
+Gateway = Annotated[EdmGateway, Depends(_gateway)]
+ExchangeSlots = Annotated[threading.BoundedSemaphore, Depends(_exchange_slots)]
+
+
+def require(*roles: str) -> Callable[[Request, PrincipalCache], Principal]:
+    def dependency(request: Request, principals: Principals) -> Principal:
+        return authenticate(request, principals, *roles)
 
     return dependency
 

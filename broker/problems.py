@@ -46,6 +46,14 @@ class Problem(Exception):
         return body
 
 
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` entries of the problem answers an operation may give."""
+    return {
+        status: {"description": "Problem details (RFC 9457)", "content": {PROBLEM_MEDIA_TYPE: {}}}
+        for status in statuses
+    }
+
+
 def problem_response(problem: Problem, instance: str | None = None) -> JSONResponse:
     headers = {"Retry-After": str(problem.extensions["retry_after"])} if "retry_after" in problem.extensions else None
     return JSONResponse(

@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     callback_max_attempts: int = 8
     # Seconds between two runs of the background sweeps (expiry, callbacks) in a serving process.
     background_interval_seconds: float = 1.0
-    # Exchanges a process works on at once (more requests wait their turn; see BrokerContext).
+    # Exchanges a process works on at once (more requests wait their turn; see broker.deps.Services).
     exchange_concurrency: int = 4
     # Largest request body accepted on any endpoint.
     max_body_bytes: int = 10 * 1024 * 1024

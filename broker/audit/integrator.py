@@ -11,7 +11,6 @@ size *is* the tree size.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from broker.audit import repository
 from broker.audit.merkle import CompactTree
 from broker.audit.note import Checkpoint, sign_note
+from broker.background import Periodic
 from broker.db.session import unit_of_work
 from broker.keys.store import KeyStore
 from broker.logging import get_logger
@@ -116,42 +116,21 @@ class BackgroundIntegrator:
         self._keys = keys
         self._origin = origin
         self._clock = clock
-        self._interval = interval
         self._batch_size = batch_size
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # A failed round is rolled back whole; the next round retries the same queue.
+        self._job = Periodic("log-integrator", interval, self.run_once)
 
     def start(self) -> None:
         """Start the thread; an interval of 0 or less turns background integration off."""
-        if self._thread is not None or self._interval <= 0:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="log-integrator", daemon=True)
-        self._thread.start()
+        self._job.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        thread, self._thread = self._thread, None
-        if thread is None:
-            return
-        self._stop.set()
-        thread.join(timeout)
+        self._job.stop(timeout)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                result = integrate_all(
-                    self._sessions,
-                    self._keys,
-                    self._origin,
-                    self._clock,
-                    batch_size=self._batch_size,
-                    wait=False,
-                )
-                if result.integrated:
-                    log.debug("log_integrated", entries=result.integrated, tree_size=result.tree_size)
-            except Exception as error:
-                # A failed round is rolled back whole; the next round retries the same queue.
-                # The driver's message names only tables, seqs and indices: the log holds no personal data.
-                detail = str(getattr(error, "orig", None) or error)[:300]
-                log.error("log_integration_failed", error_type=type(error).__name__, detail=detail)
-            self._stop.wait(self._interval)
+    def run_once(self) -> Integration:
+        result = integrate_all(
+            self._sessions, self._keys, self._origin, self._clock, batch_size=self._batch_size, wait=False
+        )
+        if result.integrated:
+            log.debug("log_integrated", entries=result.integrated, tree_size=result.tree_size)
+        return result

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -19,15 +19,12 @@ from broker.audit import proofs, repository
 from broker.audit.auditor import checkpoint_verifiers
 from broker.audit.proofs import ProofUnavailable, b64
 from broker.audit.schemas import ConsistencyProofOut, EntriesPage, EntryOut, InclusionProofOut
-from broker.deps import Auditor, Context
-from broker.problems import PROBLEM_MEDIA_TYPE, Problem
+from broker.deps import Auditor, Db, Keys, SettingsDep
+from broker.problems import Problem, problem_responses
 
 router = APIRouter(tags=["audit"])
 
-_PROBLEMS: dict[int | str, dict[str, Any]] = {
-    code: {"description": "Problem details (RFC 9457)", "content": {PROBLEM_MEDIA_TYPE: {}}}
-    for code in (400, 401, 403, 404, 422)
-}
+_PROBLEMS = problem_responses(400, 401, 403, 404, 422)
 _TEXT = "text/plain; charset=utf-8"
 # Proofs for a given size never change; the latest checkpoint does, every integration.
 _IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
@@ -44,8 +41,8 @@ def _problem(error: ProofUnavailable) -> Problem:
     responses={200: {"content": {"text/plain": {}}, "description": "C2SP signed checkpoint"}, **_PROBLEMS},
     summary="The latest signed checkpoint (or the one for tree_size)",
 )
-def get_checkpoint(context: Context, tree_size: Annotated[int | None, Query(ge=0)] = None) -> PlainTextResponse:
-    with context.sessions() as session:
+def get_checkpoint(db: Db, tree_size: Annotated[int | None, Query(ge=0)] = None) -> PlainTextResponse:
+    with db.read() as session:
         if tree_size is None:
             found = repository.latest_checkpoint(session)
         else:
@@ -64,12 +61,12 @@ def get_checkpoint(context: Context, tree_size: Annotated[int | None, Query(ge=0
     summary="RFC 9162 inclusion proof of leaf `index` in the tree of `tree_size` (default: latest)",
 )
 def get_inclusion_proof(
-    context: Context,
+    db: Db,
     index: Annotated[int, Query(ge=0)],
     tree_size: Annotated[int | None, Query(ge=1)] = None,
 ) -> JSONResponse:
     try:
-        with context.sessions() as session:
+        with db.read() as session:
             proof = proofs.inclusion_proof(session, index, tree_size)
     except ProofUnavailable as error:
         raise _problem(error) from None
@@ -83,12 +80,12 @@ def get_inclusion_proof(
     summary="RFC 9162 consistency proof from `old_size` to `tree_size` (default: latest)",
 )
 def get_consistency_proof(
-    context: Context,
+    db: Db,
     old_size: Annotated[int, Query(ge=0)],
     tree_size: Annotated[int | None, Query(ge=1)] = None,
 ) -> JSONResponse:
     try:
-        with context.sessions() as session:
+        with db.read() as session:
             proof = proofs.consistency_proof(session, old_size, tree_size)
     except ProofUnavailable as error:
         raise _problem(error) from None
@@ -110,7 +107,7 @@ def _utc(moment: datetime | None) -> datetime | None:
 def list_entries(
     request: Request,
     _: Auditor,
-    context: Context,
+    db: Db,
     since: Annotated[datetime | None, Query(alias="from", description="Recorded at or after (RFC 3339)")] = None,
     until: Annotated[datetime | None, Query(alias="to", description="Recorded before (RFC 3339)")] = None,
     requester: Annotated[str | None, Query(max_length=200)] = None,
@@ -132,7 +129,7 @@ def list_entries(
         event=event,
         exchange=exchange,
     )
-    with context.sessions() as session:
+    with db.read() as session:
         # Listing stops at the latest signed size, so every entry shown can be proven included.
         size = repository.tree_size(session)
         rows = repository.integrated_entries(session, where, after=after, limit=limit + 1, upto=size)
@@ -155,8 +152,8 @@ def list_entries(
     responses={200: {"content": {"text/plain": {}}, "description": "One C2SP verifier key per line"}},
     summary="The checkpoint verifier keys (vkey strings for `broker audit verify-bundle --key`)",
 )
-def get_verifier_keys(context: Context) -> PlainTextResponse:
-    verifiers = checkpoint_verifiers(context.keys, context.settings.origin, serving=True)
+def get_verifier_keys(keys: Keys, settings: SettingsDep) -> PlainTextResponse:
+    verifiers = checkpoint_verifiers(keys, settings.origin, serving=True)
     return PlainTextResponse("".join(f"{v.vkey()}\n" for v in verifiers), media_type=_TEXT)
 
 
@@ -164,5 +161,5 @@ def get_verifier_keys(context: Context) -> PlainTextResponse:
     "/.well-known/broker-keys",
     summary="JWKS of the broker's public keys: checkpoint (Ed25519) and evidence-sealing (x5c) keys",
 )
-def get_broker_keys(context: Context) -> JSONResponse:
-    return JSONResponse(context.keys.jwks(), headers={"Cache-Control": "public, max-age=300"})
+def get_broker_keys(keys: Keys) -> JSONResponse:
+    return JSONResponse(keys.jwks(), headers={"Cache-Control": "public, max-age=300"})

@@ -1,8 +1,8 @@
 """The reference authority: a synthetic register in its own SQLite, answering signed queries.
 
 Shared by both modes of ``broker-authority``: ``serve`` (push: the broker calls it) and ``pull``
-(it polls the broker). The register tables are the broker's demo register tables, created in
-the authority's own database; the answers come from the reference adapters.
+(it polls the broker). The register tables are the demo register tables (adapters/registers),
+created in the authority's own database; the answers come from the reference adapters.
 """
 
 from __future__ import annotations
@@ -21,12 +21,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.protocol import AdapterOutcome, EvidenceQuery
-from adapters.reference import reference_adapter
-from broker.db.models import Base, BirthRecord, BusinessRegistration, Resident
+from adapters.registers.models import RegisterBase
+from adapters.registers.reference import reference_adapter
 from broker.db.session import make_engine, make_session_factory
 from broker.registry.schemas import AuthoritySpec
-
-REGISTER_TABLES = [Base.metadata.tables[m.__tablename__] for m in (Resident, BirthRecord, BusinessRegistration)]
 
 # Faults the authority can be told to commit (only when started with fault injection allowed):
 # the conformance kit and the fault tests use them against a real process.
@@ -50,7 +48,7 @@ def load_or_create_key(path: Path) -> Ed25519PrivateKey:
 
 def register_engine(database_url: str) -> Engine:
     engine = make_engine(database_url)
-    Base.metadata.create_all(engine, tables=REGISTER_TABLES)
+    RegisterBase.metadata.create_all(engine)
     return engine
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from broker.db.models import CallbackDelivery, Exchange
+from broker.db.models import CallbackDelivery
 
 
 def add(session: Session, delivery: CallbackDelivery) -> None:
-    session.merge(delivery)
+    session.add(delivery)
 
 
 def due(session: Session, now: datetime, limit: int) -> Sequence[CallbackDelivery]:
@@ -31,9 +31,27 @@ def lock(session: Session, exchange_id: str) -> CallbackDelivery | None:
     ).first()
 
 
-def get(session: Session, exchange_id: str) -> CallbackDelivery | None:
-    return session.get(CallbackDelivery, exchange_id)
+def lease(session: Session, exchange_id: str, until: datetime) -> None:
+    """Take a delivery for one attempt: it is due again only if the sender does not come back."""
+    session.execute(
+        update(CallbackDelivery)
+        .where(CallbackDelivery.exchange_id == exchange_id)
+        .values(attempts=CallbackDelivery.attempts + 1, due_at=until)
+    )
 
 
-def exchange(session: Session, exchange_id: str) -> Exchange | None:
-    return session.get(Exchange, exchange_id)
+def settle(session: Session, exchange_id: str, state: str, *, error: str | None, at: datetime) -> None:
+    """End a delivery: ``delivered`` (at ``at``) or ``failed`` (with the last error)."""
+    session.execute(
+        update(CallbackDelivery)
+        .where(CallbackDelivery.exchange_id == exchange_id)
+        .values(state=state, last_error=error, delivered_at=at if state == "delivered" else None)
+    )
+
+
+def retry_at(session: Session, exchange_id: str, due_at: datetime, error: str) -> None:
+    session.execute(
+        update(CallbackDelivery)
+        .where(CallbackDelivery.exchange_id == exchange_id)
+        .values(due_at=due_at, last_error=error)
+    )

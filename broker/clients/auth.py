@@ -37,7 +37,11 @@ class PrincipalCache:
 
 
 def authenticate(request: Request, cache: PrincipalCache, *roles: str) -> Principal:
-    header = request.headers.get("authorization", "")
+    return authenticate_header(request.headers.get("authorization", ""), cache, *roles)
+
+
+def authenticate_header(header: str, cache: PrincipalCache, *roles: str) -> Principal:
+    """The principal of an ``Authorization`` header's bearer token, of one of ``roles``; raises the refusal."""
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Problem(401, "auth.required", "Send a bearer token in the Authorization header.")

@@ -26,3 +26,13 @@ def add(session: Session, client: Client, grants: list[tuple[str, str | None]]) 
     for evidence_type, purpose in grants:
         session.add(ClientPermission(client_id=client.id, evidence_type_id=evidence_type, purpose=purpose))
     return client
+
+
+def name_of(session: Session, client_id: int) -> str:
+    """A client's name as the log records it; a removed client keeps a stable stand-in."""
+    name = session.scalar(select(Client.name).where(Client.id == client_id))
+    return name if name is not None else f"client-{client_id}"
+
+
+def get(session: Session, client_id: int) -> Client | None:
+    return session.get(Client, client_id)

@@ -1,4 +1,5 @@
-"""The broker's tables. One Alembic history (broker/db/migrations) creates them on SQLite and PostgreSQL.
+"""The broker's tables. One Alembic history (broker/db/migrations) creates them on SQLite and PostgreSQL,
+together with the demo register tables (adapters/registers/models.py, which have their own metadata).
 
 Personal data lives only in the demo register tables (the authorities' data), in pending
 adapter tasks (erased when the task ends) and in delivered evidence (purged after the
@@ -7,14 +8,13 @@ retention period). Exchanges and log entries carry subjects only as keyed pseudo
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
-    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -264,71 +264,3 @@ class Checkpoint(Base):
     root_hash: Mapped[bytes] = mapped_column(LargeBinary)
     note: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-
-
-# --- demo register data (read by the reference adapters) ----------------------------------
-
-
-class RegisterEntry:
-    """The identity every demo register keeps; the reference adapters match subjects on it."""
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    register_id: Mapped[str] = mapped_column(String(100))
-    idnr: Mapped[str | None] = mapped_column(String(11))
-    family_name: Mapped[str] = mapped_column(String(200))
-    given_name: Mapped[str] = mapped_column(String(200))
-    # Casefolded, accent-stripped forms used for matching.
-    family_name_key: Mapped[str] = mapped_column(String(200))
-    given_name_key: Mapped[str] = mapped_column(String(200))
-    birth_date: Mapped[date] = mapped_column(Date)
-    birth_place: Mapped[str] = mapped_column(String(200))
-
-
-class Resident(RegisterEntry, Base):
-    """A Melderegister entry."""
-
-    __tablename__ = "residents"
-    __table_args__ = (
-        Index("ix_residents_match", "register_id", "family_name_key", "birth_date"),
-        Index("ix_residents_idnr", "register_id", "idnr"),
-    )
-
-    birth_name: Mapped[str | None] = mapped_column(String(200))
-    street: Mapped[str] = mapped_column(String(200))
-    house_number: Mapped[str] = mapped_column(String(20))
-    postal_code: Mapped[str] = mapped_column(String(5))
-    municipality: Mapped[str] = mapped_column(String(200))
-    municipality_ars: Mapped[str] = mapped_column(String(12))
-    moved_in: Mapped[date] = mapped_column(Date)
-
-
-class BirthRecord(RegisterEntry, Base):
-    """A Geburtenregister entry of a Standesamt."""
-
-    __tablename__ = "birth_records"
-    __table_args__ = (
-        Index("ix_birth_records_match", "register_id", "family_name_key", "birth_date"),
-        Index("ix_birth_records_idnr", "idnr"),
-    )
-
-    entry_number: Mapped[str] = mapped_column(String(50))
-    sex: Mapped[str] = mapped_column(String(1))
-    mother_name: Mapped[str] = mapped_column(String(300))
-    father_name: Mapped[str | None] = mapped_column(String(300))
-
-
-class BusinessRegistration(RegisterEntry, Base):
-    """A Gewerberegister entry (Gewerbeanmeldung)."""
-
-    __tablename__ = "business_registrations"
-    __table_args__ = (
-        Index("ix_business_match", "register_id", "family_name_key", "birth_date"),
-        Index("ix_business_registrations_idnr", "idnr"),
-    )
-
-    registration_number: Mapped[str] = mapped_column(String(50))
-    trade_name: Mapped[str] = mapped_column(String(300))
-    activity: Mapped[str] = mapped_column(String(500))
-    business_address: Mapped[str] = mapped_column(String(300))
-    municipality_ars: Mapped[str] = mapped_column(String(12))
-    registered_on: Mapped[date] = mapped_column(Date)

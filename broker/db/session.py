@@ -59,3 +59,23 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+class Database:
+    """One database as the services use it: short reads, or one unit of work that commits."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sessions = make_session_factory(engine)
+
+    def read(self) -> Session:
+        """A session for reads (use as a context manager); it never commits."""
+        return self.sessions()
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[Session]:
+        with unit_of_work(self.sessions) as session:
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()

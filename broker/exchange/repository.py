@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from broker.db.models import Exchange
+from broker.exchange.lifecycle import State
 
 
 def get(session: Session, exchange_id: str) -> Exchange | None:
@@ -20,9 +22,24 @@ def by_idempotency_key(session: Session, requester_id: int, key: str) -> Exchang
     ).first()
 
 
-def add(session: Session, exchange: Exchange) -> Exchange:
-    session.add(exchange)
-    return exchange
+def lock(session: Session, exchange_id: str) -> Exchange | None:
+    """The exchange, its row locked until the transaction ends (PostgreSQL; SQLite locks the database)."""
+    return session.scalars(select(Exchange).where(Exchange.id == exchange_id).with_for_update()).first()
+
+
+def state(session: Session, exchange_id: str) -> str | None:
+    return session.scalar(select(Exchange.state).where(Exchange.id == exchange_id))
+
+
+def overdue(session: Session, created_before: datetime, limit: int) -> Sequence[Exchange]:
+    """Exchanges still waiting for their authority that were created before the cut-off, locked."""
+    return session.scalars(
+        select(Exchange)
+        .where(Exchange.state == State.ROUTED, Exchange.created_at < created_before)
+        .order_by(Exchange.created_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
 
 
 def purge_evidence(session: Session, now: datetime) -> int:

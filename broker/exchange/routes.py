@@ -2,58 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy.orm import Session
 
-from broker.audit.proofs import receipt as delivery_receipt
 from broker.clock import as_utc
 from broker.db.models import Exchange
-from broker.deps import Context, Requester
+from broker.deps import ClockDep, Db, Evidence, Exchanges, ExchangeSlots, PreviewsDep, Remote, Requester
 from broker.exchange import repository
-from broker.exchange.schemas import EvidenceLink, EvidenceRequestIn, ExchangeOut, ProblemOut, ReceiptOut
-from broker.exchange.service import problem_of, request_evidence
-from broker.preview.routes import preview_link
-from broker.problems import PROBLEM_MEDIA_TYPE, Problem
+from broker.exchange.lifecycle import State
+from broker.exchange.presenters import exchange_out, href, receipt_out
+from broker.exchange.schemas import EvidenceRequestIn, ExchangeOut, ReceiptOut
+from broker.exchange.service import request_evidence
+from broker.preview import service as previews
+from broker.preview.presenters import preview_path
+from broker.problems import PROBLEM_MEDIA_TYPE, Problem, problem_responses
 
 router = APIRouter(prefix="/v1/evidence-requests", tags=["exchange"])
 
-PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"description": "Problem details (RFC 9457)", "content": {PROBLEM_MEDIA_TYPE: {}}}
-    for code in (400, 401, 403, 404, 409, 410, 413, 415, 422, 502, 504)
-}
-
-
-def exchange_out(exchange: Exchange, receipt: ReceiptOut | None = None, preview: str | None = None) -> ExchangeOut:
-    href = f"/v1/evidence-requests/{exchange.id}"
-    problem = problem_of(exchange)
-    return ExchangeOut(
-        id=exchange.id,
-        state=exchange.state,
-        evidence_type=exchange.evidence_type_id,
-        jurisdiction=exchange.jurisdiction,
-        authority=exchange.authority_id,
-        purpose=exchange.purpose,
-        legal_basis=exchange.legal_basis,
-        consent_id=exchange.consent_id,
-        created_at=as_utc(exchange.created_at),
-        updated_at=as_utc(exchange.updated_at),
-        evidence=EvidenceLink(href=f"{href}/evidence", digest=f"sha256:{exchange.evidence_digest}")
-        if exchange.state == "delivered"
-        else None,
-        problem=ProblemOut(status=problem.status, reason=problem.reason, detail=problem.detail) if problem else None,
-        receipt=receipt,
-        # While the citizen's approval is pending, the requester sends them to the preview link.
-        links={"self": href, **({"preview": preview} if preview else {})},
-    )
-
-
-def _receipt(session: Session, exchange: Exchange) -> ReceiptOut | None:
-    found = delivery_receipt(session, exchange.delivery_log_seq)
-    return ReceiptOut(**asdict(found)) if found is not None else None
+PROBLEM_RESPONSES = problem_responses(400, 401, 403, 404, 409, 410, 413, 415, 422, 502, 504)
 
 
 def _answer(
@@ -63,13 +31,21 @@ def _answer(
     if problem is not None:
         # The problem document names what went wrong and still carries the exchange for reference.
         return JSONResponse(
-            {**problem.body(f"/v1/evidence-requests/{exchange.id}"), "exchange": body},
+            {**problem.body(href(exchange.id)), "exchange": body},
             status_code=problem.status,
             media_type=PROBLEM_MEDIA_TYPE,
         )
-    code = 200 if exchange.state == "delivered" else 202
+    code = 200 if exchange.state == State.DELIVERED else 202
     headers = {"Location": body["links"]["self"]} if code in (201, 202) else None
     return JSONResponse(body, status_code=code, headers=headers)
+
+
+def _as_it_stands(db: Db, deps: Exchanges, exchange: Exchange) -> Exchange:
+    """The exchange with its preview expired first if its time is up (which writes)."""
+    if exchange.state != State.AWAITING_PREVIEW:
+        return exchange
+    with db.unit_of_work() as session:
+        return previews.current(session, deps, exchange.id) or exchange
 
 
 @router.post(
@@ -81,23 +57,26 @@ def _answer(
 def create_evidence_request(
     body: EvidenceRequestIn,
     principal: Requester,
-    context: Context,
+    db: Db,
+    deps: Exchanges,
+    remote: Remote,
+    slots: ExchangeSlots,
+    preview_links: PreviewsDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JSONResponse:
-    deps = context.exchange_dependencies()
-    with context.exchange_slots, context.unit_of_work() as session:
+    with slots, db.unit_of_work() as session:
         result = request_evidence(session, deps, principal, body, idempotency_key)
-        context.remote.begin(session, result)
+        remote.begin(session, result)
         # Known now: the delivery entry's leaf hash; its log index once the integrator ran.
-        receipt = _receipt(session, result.exchange)
+        receipt = receipt_out(session, result.exchange)
     # A remote authority is asked only now that the routed exchange is committed.
-    result = context.remote.settle(result)
-    exchange, preview = preview_link(context, result.exchange)
-    return _answer(exchange, result.problem, receipt, preview)
+    result = remote.settle(result)
+    exchange = _as_it_stands(db, deps, result.exchange)
+    return _answer(exchange, result.problem, receipt, preview_path(preview_links, exchange))
 
 
-def _owned(context: Context, principal: Requester, exchange_id: str) -> Exchange:
-    with context.sessions() as session:
+def _owned(db: Db, principal: Requester, exchange_id: str) -> Exchange:
+    with db.read() as session:
         exchange = repository.get(session, exchange_id)
     if exchange is None or exchange.requester_id != principal.id:
         raise Problem(404, "exchange.not_found", f"No exchange {exchange_id!r} for this client.")
@@ -105,11 +84,14 @@ def _owned(context: Context, principal: Requester, exchange_id: str) -> Exchange
 
 
 @router.get("/{exchange_id}", response_model=ExchangeOut, responses=PROBLEM_RESPONSES)
-def get_evidence_request(exchange_id: str, principal: Requester, context: Context) -> JSONResponse:
-    exchange, preview = preview_link(context, _owned(context, principal, exchange_id))
-    with context.sessions() as session:
-        receipt = _receipt(session, exchange)
-    return JSONResponse(exchange_out(exchange, receipt, preview).model_dump(mode="json", exclude_none=True))
+def get_evidence_request(
+    exchange_id: str, principal: Requester, db: Db, deps: Exchanges, preview_links: PreviewsDep
+) -> JSONResponse:
+    exchange = _as_it_stands(db, deps, _owned(db, principal, exchange_id))
+    with db.read() as session:
+        receipt = receipt_out(session, exchange)
+    out = exchange_out(exchange, receipt, preview_path(preview_links, exchange))
+    return JSONResponse(out.model_dump(mode="json", exclude_none=True))
 
 
 @router.get(
@@ -122,16 +104,16 @@ def get_evidence_request(exchange_id: str, principal: Requester, context: Contex
 def get_evidence(
     exchange_id: str,
     principal: Requester,
-    context: Context,
+    db: Db,
+    clock: ClockDep,
+    evidence: Evidence,
     format: Annotated[str, Query(pattern="^(xml|json)$")] = "xml",
 ) -> Response:
-    exchange = _owned(context, principal, exchange_id)
-    if exchange.state != "delivered":
+    exchange = _owned(db, principal, exchange_id)
+    if exchange.state != State.DELIVERED:
         raise Problem(409, "evidence.not_available", f"The exchange is {exchange.state}; there is no evidence.")
-    if exchange.evidence is None or (
-        exchange.expires_at is not None and as_utc(exchange.expires_at) <= context.clock.now()
-    ):
+    if exchange.evidence is None or (exchange.expires_at is not None and as_utc(exchange.expires_at) <= clock.now()):
         raise Problem(410, "evidence.expired", "The evidence was delivered but its retention period has ended.")
     if format == "json":
-        return JSONResponse(context.evidence_as_json(exchange.evidence))
+        return JSONResponse(evidence.as_json(exchange.evidence))
     return Response(exchange.evidence, media_type="application/xml")

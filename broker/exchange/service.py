@@ -3,6 +3,7 @@
 The caller's transaction spans the whole exchange; the service never commits. Refusals and
 failures are not exceptions here: they end the exchange in a terminal state that is recorded
 in the log and committed like any other outcome, and the caller turns it into a problem answer.
+Every change of state goes through :mod:`broker.exchange.lifecycle`.
 """
 
 from __future__ import annotations
@@ -12,41 +13,23 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from adapters.protocol import AdapterOutcome, EvidenceAdapter, EvidenceQuery, OutcomeKind, Subject
-from broker.audit.service import EntryFacts, record
+from adapters.protocol import AdapterOutcome, EvidenceQuery, OutcomeKind
 from broker.clients.service import Principal
 from broker.consent import service as consent_service
-from broker.db.models import Exchange, LogEntry
-from broker.exchange import repository
+from broker.db.models import Exchange
+from broker.exchange import lifecycle, repository
+from broker.exchange.dependencies import ExchangeDependencies
+from broker.exchange.lifecycle import State
 from broker.exchange.schemas import EvidenceRequestIn
 from broker.logging import get_logger
 from broker.problems import Problem
 from broker.registry.schemas import AuthoritySpec, EvidenceTypeSpec
-from broker.registry.service import RegistrySnapshot
 from broker.xml.hardened import XmlIntakeError
 
 log = get_logger(__name__)
-
-TERMINAL_STATES = ("delivered", "rejected", "failed", "expired")
-
-
-@dataclass(frozen=True)
-class ExchangeDependencies:
-    """What an exchange needs from the rest of the broker; each piece is swappable in tests."""
-
-    registry: RegistrySnapshot
-    adapter_for: Callable[[AuthoritySpec, Session], EvidenceAdapter]
-    check_evidence: Callable[[bytes, EvidenceTypeSpec], None]  # raises XmlIntakeError
-    seal: Callable[[bytes], bytes]
-    pseudonymise: Callable[[Subject], str]
-    clock: Callable[[], datetime]
-    retention: timedelta
-    # Opens the citizen's preview of held evidence (broker.preview); returns when the hold ends.
-    open_preview: Callable[[Session, Exchange], datetime] | None = None
 
 
 @dataclass(frozen=True)
@@ -96,55 +79,51 @@ def request_evidence(
                     "idempotency.key_reused",
                     "This Idempotency-Key was used before with a different request body.",
                 )
-            return ExchangeResult(earlier, problem_of(earlier), replayed=True)
+            return ExchangeResult(earlier, lifecycle.problem_of(earlier), replayed=True)
 
+    registry = deps.registry.get()
     subject = body.subject.to_subject()
-    now = deps.clock()
-    exchange = repository.add(
-        session,
-        Exchange(
-            id=str(uuid.uuid4()),
-            requester_id=principal.id,
-            channel=channel.name,
-            external_ref=channel.external_ref,
-            idempotency_key=idempotency_key,
-            request_digest=digest,
-            evidence_type_id=body.evidence_type,
-            jurisdiction=body.jurisdiction,
-            purpose=body.purpose,
-            legal_basis=body.legal_basis,
-            consent_id=body.consent_id,
-            explicit_request=body.explicit_request,
-            preview=body.preview,
-            subject_pseudonym=deps.pseudonymise(subject),
-            state="received",
-            callback_url=body.callback_url,
-            created_at=now,
-            updated_at=now,
-        ),
+    now = deps.clock.now()
+    exchange = Exchange(
+        id=str(uuid.uuid4()),
+        requester_id=principal.id,
+        channel=channel.name,
+        external_ref=channel.external_ref,
+        idempotency_key=idempotency_key,
+        request_digest=digest,
+        evidence_type_id=body.evidence_type,
+        jurisdiction=body.jurisdiction,
+        purpose=body.purpose,
+        legal_basis=body.legal_basis,
+        consent_id=body.consent_id,
+        explicit_request=body.explicit_request,
+        preview=body.preview,
+        subject_pseudonym=deps.pseudonyms.of(subject),
+        callback_url=body.callback_url,
     )
-    log_step(session, deps, exchange, principal, "received")
+    lifecycle.receive(session, exchange, at=now, requester=principal.name)
     try:
-        evidence_type = deps.registry.evidence_type(body.evidence_type)
+        evidence_type = registry.evidence_type(body.evidence_type)
         exchange.preview = exchange.preview or evidence_type.preview_required
-        if exchange.preview and deps.open_preview is None:
+        if exchange.preview and deps.previews is None:
             raise Problem(501, "preview.unavailable", "This broker cannot hold evidence for a citizen's preview.")
         authorise(session, exchange, principal, deps)
         if channel.policy is not None:
             channel.policy(evidence_type)
-        exchange.state = "authorised"
-        authority = deps.registry.route(body.evidence_type, body.jurisdiction)
+        lifecycle.transition(session, exchange, State.AUTHORISED, at=now, requester=principal.name)
+        authority = registry.route(body.evidence_type, body.jurisdiction)
     except Problem as refusal:
-        end(session, deps, exchange, principal, "rejected", refusal)
+        lifecycle.transition(
+            session, exchange, State.REJECTED, at=deps.clock.now(), requester=principal.name, problem=refusal
+        )
         return ExchangeResult(exchange, refusal)
     exchange.authority_id = authority.id
-    exchange.state = "routed"
-    log_step(session, deps, exchange, principal, "routed")
+    lifecycle.transition(session, exchange, State.ROUTED, at=now, requester=principal.name)
     query = EvidenceQuery(exchange.id, evidence_type.id, authority.id, body.jurisdiction, subject)
     if authority.binding != "in_process":
         # No transaction may stay open across a network call: the caller commits, then asks.
         return ExchangeResult(exchange, pending=query)
-    return ExchangeResult(exchange, complete(session, deps, exchange, principal, evidence_type, authority, query))
+    return ExchangeResult(exchange, complete(session, deps, exchange, principal.name, evidence_type, authority, query))
 
 
 def authorise(session: Session, exchange: Exchange, principal: Principal, deps: ExchangeDependencies) -> None:
@@ -157,7 +136,7 @@ def authorise(session: Session, exchange: Exchange, principal: Principal, deps: 
             f"for the purpose {exchange.purpose!r}.",
         )
     if exchange.consent_id is not None:
-        consent_service.use_consent(session, exchange, principal, deps.clock())
+        consent_service.use_consent(session, exchange, principal, deps.clock.now())
         return
     if not exchange.explicit_request:
         raise Problem(
@@ -179,51 +158,39 @@ def complete(
     session: Session,
     deps: ExchangeDependencies,
     exchange: Exchange,
-    principal: Principal,
+    requester: str,
     evidence_type: EvidenceTypeSpec,
     authority: AuthoritySpec,
     query: EvidenceQuery,
 ) -> Problem | None:
-    """Ask the authority, check and seal what it returns, and end the exchange. Returns why it failed."""
+    """Ask an in-process authority, check and seal what it returns, end the exchange. Returns why it failed."""
     try:
         # The exchange's pending rows need not reach the database before the register lookup:
         # flushing them with the delivery saves a round trip on the hot path.
         with session.no_autoflush:
-            outcome = deps.adapter_for(authority, session).fetch(query)
+            outcome = deps.adapters.for_authority(authority, session).fetch(query)
     except Exception as error:  # a faulty adapter must end the exchange, not the request
         log.warning("adapter_error", exchange=exchange.id, authority=authority.id, error_type=type(error).__name__)
         problem = Problem(502, "authority.error", "The authority failed to answer.")
-        end(session, deps, exchange, principal, "failed", problem)
+        lifecycle.transition(session, exchange, State.FAILED, at=deps.clock.now(), requester=requester, problem=problem)
         return problem
-    return conclude(session, deps, exchange, principal, evidence_type, outcome)
+    return conclude(session, deps, exchange, requester, evidence_type, outcome)
 
 
 def conclude(
     session: Session,
     deps: ExchangeDependencies,
     exchange: Exchange,
-    principal: Principal,
+    requester: str,
     evidence_type: EvidenceTypeSpec,
     outcome: AdapterOutcome,
 ) -> Problem | None:
     """Check and seal what the authority answered, and end the exchange. Returns why it failed."""
-    if outcome.kind is OutcomeKind.NOT_FOUND:
-        problem = Problem(404, "subject.not_found", "No register entry of the authority matches the subject.")
-    elif outcome.kind is OutcomeKind.AMBIGUOUS:
-        problem = Problem(
-            409,
-            "subject.ambiguous",
-            "Several register entries match the subject; give more attributes (idnr, birth_place or birth_name).",
-        )
-    elif outcome.kind is OutcomeKind.FAILED or outcome.evidence is None:
-        problem = Problem(
-            504 if outcome.timed_out else 502,
-            outcome.reason or "authority.failed",
-            f"The authority could not answer: {outcome.detail}",
-        )
-    else:
+    problem = _problem_of_outcome(outcome)
+    if problem is None:
+        assert outcome.evidence is not None
         try:
-            deps.check_evidence(outcome.evidence, evidence_type)
+            deps.evidence.check(outcome.evidence, evidence_type.namespace, evidence_type.root_element)
         except XmlIntakeError as invalid:
             where = f" at {invalid.path}" if invalid.path else ""
             problem = Problem(
@@ -233,98 +200,56 @@ def conclude(
             )
         else:
             if exchange.preview:
-                hold_for_preview(session, deps, exchange, principal, outcome.evidence)
+                hold_for_preview(session, deps, exchange, requester, outcome.evidence)
             else:
-                deliver(session, deps, exchange, principal, outcome.evidence)
+                deliver(session, deps, exchange, requester, outcome.evidence)
             return None
-    end(session, deps, exchange, principal, "failed", problem)
+    lifecycle.transition(session, exchange, State.FAILED, at=deps.clock.now(), requester=requester, problem=problem)
     return problem
 
 
-def deliver(
-    session: Session, deps: ExchangeDependencies, exchange: Exchange, principal: Principal, evidence: bytes
-) -> None:
-    sealed = deps.seal(evidence)
-    now = deps.clock()
+def _problem_of_outcome(outcome: AdapterOutcome) -> Problem | None:
+    """Why an authority's answer ends the exchange ``failed``; None when it carries evidence."""
+    if outcome.kind is OutcomeKind.NOT_FOUND:
+        return Problem(404, "subject.not_found", "No register entry of the authority matches the subject.")
+    if outcome.kind is OutcomeKind.AMBIGUOUS:
+        return Problem(
+            409,
+            "subject.ambiguous",
+            "Several register entries match the subject; give more attributes (idnr, birth_place or birth_name).",
+        )
+    if outcome.kind is OutcomeKind.FAILED or outcome.evidence is None:
+        return Problem(
+            504 if outcome.timed_out else 502,
+            outcome.reason or "authority.failed",
+            f"The authority could not answer: {outcome.detail}",
+        )
+    return None
+
+
+def deliver(session: Session, deps: ExchangeDependencies, exchange: Exchange, requester: str, evidence: bytes) -> None:
+    """Seal the checked evidence and deliver it; the delivery entry's seq is kept for the receipt."""
+    sealed = deps.sealer.seal(evidence)
+    now = deps.clock.now()
     exchange.evidence = sealed
     exchange.evidence_digest = hashlib.sha256(sealed).hexdigest()
-    exchange.state = "delivered"
-    exchange.status_code = 200
-    exchange.updated_at = now
     exchange.expires_at = now + deps.retention
-    entry = log_step(session, deps, exchange, principal, "delivered", outcome="delivered")
+    entry = lifecycle.transition(session, exchange, State.DELIVERED, at=now, requester=requester)
+    assert entry is not None
     session.flush()
     exchange.delivery_log_seq = entry.seq
 
 
 def hold_for_preview(
-    session: Session, deps: ExchangeDependencies, exchange: Exchange, principal: Principal, evidence: bytes
+    session: Session, deps: ExchangeDependencies, exchange: Exchange, requester: str, evidence: bytes
 ) -> None:
     """Keep the checked (not yet sealed) evidence until the citizen decides in the preview.
 
     The log entry commits to the digest of exactly what the citizen is shown; sealing and the
     ``delivered`` entry follow only on approval (``broker.preview``).
     """
-    assert deps.open_preview is not None  # refused before routing otherwise
+    assert deps.previews is not None  # refused before routing otherwise
     exchange.evidence = evidence
     exchange.evidence_digest = hashlib.sha256(evidence).hexdigest()
-    exchange.state = "awaiting_preview"
-    exchange.status_code = 202
-    exchange.updated_at = deps.clock()
-    exchange.expires_at = deps.open_preview(session, exchange)
-    log_step(session, deps, exchange, principal, "preview_requested", outcome="awaiting_preview")
-
-
-def end(
-    session: Session,
-    deps: ExchangeDependencies,
-    exchange: Exchange,
-    principal: Principal,
-    state: str,
-    problem: Problem,
-) -> None:
-    exchange.state = state
-    exchange.status_code = problem.status
-    exchange.reason = problem.reason
-    exchange.reason_detail = problem.detail
-    exchange.updated_at = deps.clock()
-    event = {"rejected": "refused", "expired": "expired"}.get(state, "failed")
-    log_step(session, deps, exchange, principal, event, outcome=state, reason=problem.reason)
-    log.info("exchange_ended", exchange=exchange.id, state=state, reason=problem.reason)
-
-
-def log_step(
-    session: Session,
-    deps: ExchangeDependencies,
-    exchange: Exchange,
-    principal: Principal,
-    event: str,
-    outcome: str | None = None,
-    reason: str | None = None,
-) -> LogEntry:
-    """Record a step of an exchange (also for steps driven from elsewhere, e.g. a preview decision)."""
-    return record(
-        session,
-        EntryFacts(
-            event=event,
-            time=deps.clock(),
-            exchange=exchange.id,
-            requester=principal.name,
-            authority=exchange.authority_id,
-            evidence_type=exchange.evidence_type_id,
-            purpose=exchange.purpose,
-            legal_basis=exchange.legal_basis,
-            consent=exchange.consent_id,
-            outcome=outcome,
-            reason=reason,
-            request_digest=exchange.request_digest,
-            evidence_digest=exchange.evidence_digest,
-            subject=exchange.subject_pseudonym,
-        ),
-    )
-
-
-def problem_of(exchange: Exchange) -> Problem | None:
-    if exchange.reason is None or exchange.status_code is None:
-        return None
-    return Problem(exchange.status_code, exchange.reason, exchange.reason_detail or "")
+    exchange.expires_at = deps.previews.open(session, exchange)
+    lifecycle.transition(session, exchange, State.AWAITING_PREVIEW, at=deps.clock.now(), requester=requester)

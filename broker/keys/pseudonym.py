@@ -57,6 +57,9 @@ import hashlib
 import hmac
 import re
 import unicodedata
+from collections.abc import Callable
+
+from adapters.protocol import Subject
 
 PREFIX = "ps1:"
 
@@ -129,3 +132,19 @@ def subject_pseudonym(
     canonical = normalise_identity(idnr=idnr, family_name=family_name, given_name=given_name, birth_date=birth_date)
     digest = hmac.new(secret, canonical.encode("utf-8"), hashlib.sha256).hexdigest()
     return PREFIX + digest
+
+
+class Pseudonymiser:
+    """Subjects to pseudonyms with the broker's secret (read through ``secret`` when first needed)."""
+
+    def __init__(self, secret: Callable[[], bytes]) -> None:
+        self._secret = secret
+
+    def of(self, subject: Subject) -> str:
+        return subject_pseudonym(
+            self._secret(),
+            idnr=subject.idnr,
+            family_name=subject.family_name,
+            given_name=subject.given_name,
+            birth_date=subject.birth_date,
+        )

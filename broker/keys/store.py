@@ -10,9 +10,9 @@ Layout of ``keys_dir`` (directories 0700, files 0600)::
     request-signing.pem      Ed25519 key signing the broker's requests to remote authorities
     callback.key             32 random bytes; each requester's callback HMAC secret derives from it
 
-Key ids (``kid``) are RFC 7638 JWK thumbprints (SHA-256, base64url without padding) of the
-public key, so anyone holding the public key can recompute them; the key id a C2SP signed note
-uses is a different thing and is derived by the signed-note code from the raw public key.
+Key ids (``kid``) are RFC 7638 JWK thumbprints (:mod:`broker.keys.jwk`) of the public key, so
+anyone holding the public key can recompute them; the key id a C2SP signed note uses is a
+different thing and is derived by the signed-note code from the raw public key.
 
 Rotation (:meth:`KeyStore.rotate`) adds a new checkpoint key and a new sealing key/certificate
 and marks the previous ones *retired*. Retired keys never sign again but stay in the store and
@@ -25,26 +25,21 @@ keep working while auditors can tell which key signs today. Active keys are list
 The pseudonym secret is never rotated: a new secret would give every citizen a new pseudonym
 and break the link between their old and new log entries.
 
-Concurrency: files are written to a temporary name and then published with ``os.link`` (fails
+Concurrency: files are published whole (:mod:`broker.keys.files`) with ``os.link``, which fails
 if the target exists, so of two processes initialising at once the first one wins and the
-other discards its keys and loads the winner's) or ``os.replace`` (the manifest on rotation,
-serialised by an ``flock`` on ``.lock``). Readers re-read the manifest when it changed on
-disk, so a rotation in one process is picked up by the others without a restart.
+other discards its keys and loads the winner's; the manifest is replaced on rotation under an
+``flock`` on ``.lock``. Readers re-read the manifest when it changed on disk, so a rotation in
+one process is picked up by the others without a restart.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime
-import fcntl
 import hashlib
 import json
-import os
 import secrets
-import stat
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,12 +50,20 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.x509.oid import NameOID
 
+from broker.keys.files import (
+    LazyPrivateFile,
+    create_exclusive,
+    ensure_private_dir,
+    exclusive_lock,
+    replace_atomically,
+)
+from broker.keys.jwk import UnsupportedKeyError, b64url, certificate_key_id, jws_alg, key_id, public_jwk
+
 DEFAULT_ORIGIN = "broker.example/once-only"
 DEFAULT_CERTIFICATE_SUBJECT = "Once-Only Broker (development)"
 CERTIFICATE_VALIDITY = datetime.timedelta(days=730)
 
 SealingPrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
-SealingPublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 
 _MANIFEST = "manifest.json"
 _PSEUDONYM_SECRET = "pseudonym.key"
@@ -68,7 +71,6 @@ _REQUEST_KEY = "request-signing.pem"
 _CALLBACK_SECRET = "callback.key"
 _LOCK = ".lock"
 _MANIFEST_FORMAT = 1
-_EC_JWK = {"secp256r1": ("P-256", "ES256", 32), "secp384r1": ("P-384", "ES384", 48)}
 
 
 class KeyStoreError(Exception):
@@ -99,115 +101,6 @@ class Rotation:
     sealing_kid: str
     retired_checkpoint_kid: str
     retired_sealing_kid: str
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _int_bytes(value: int, length: int | None = None) -> bytes:
-    return value.to_bytes(length or max(1, (value.bit_length() + 7) // 8), "big")
-
-
-def public_jwk(public_key: Ed25519PublicKey | SealingPublicKey) -> dict[str, str]:
-    """The members RFC 7638 requires for the key type (and nothing else)."""
-    if isinstance(public_key, Ed25519PublicKey):
-        raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        return {"kty": "OKP", "crv": "Ed25519", "x": _b64url(raw)}
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        if public_key.curve.name not in _EC_JWK:
-            raise KeyStoreError(f"unsupported EC curve {public_key.curve.name}")
-        crv, _alg, size = _EC_JWK[public_key.curve.name]
-        numbers = public_key.public_numbers()
-        return {
-            "kty": "EC",
-            "crv": crv,
-            "x": _b64url(_int_bytes(numbers.x, size)),
-            "y": _b64url(_int_bytes(numbers.y, size)),
-        }
-    if isinstance(public_key, rsa.RSAPublicKey):
-        rsa_numbers = public_key.public_numbers()
-        return {
-            "kty": "RSA",
-            "e": _b64url(_int_bytes(rsa_numbers.e)),
-            "n": _b64url(_int_bytes(rsa_numbers.n)),
-        }
-    raise KeyStoreError(f"unsupported key type {type(public_key).__name__}")
-
-
-def key_id(public_key: Ed25519PublicKey | SealingPublicKey) -> str:
-    """RFC 7638 thumbprint: SHA-256 over the required members, sorted, without whitespace."""
-    canonical = json.dumps(public_jwk(public_key), sort_keys=True, separators=(",", ":"))
-    return _b64url(hashlib.sha256(canonical.encode("ascii")).digest())
-
-
-def certificate_key_id(certificate: x509.Certificate) -> str:
-    public_key = certificate.public_key()
-    if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
-        raise KeyStoreError(f"unsupported certificate key type {type(public_key).__name__}")
-    return key_id(public_key)
-
-
-def _jws_alg(public_key: SealingPublicKey) -> str:
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        return _EC_JWK[public_key.curve.name][1]
-    return "RS256"
-
-
-# --- file primitives -------------------------------------------------------------------------
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_temp(directory: Path, data: bytes) -> Path:
-    tmp = directory / f".tmp-{os.getpid()}-{secrets.token_hex(8)}"
-    # O_EXCL with mode 0600 so the secret is never readable by others, not even briefly.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
-
-
-def _create_exclusive(path: Path, data: bytes) -> bool:
-    """Publish ``data`` at ``path`` complete or not at all; False if someone else got there first."""
-    tmp = _write_temp(path.parent, data)
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        return False
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-    return True
-
-
-def _replace(path: Path, data: bytes) -> None:
-    tmp = _write_temp(path.parent, data)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _private_dir(path: Path) -> None:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # mkdir's mode is filtered by the umask, and a pre-existing directory keeps its mode.
-    if stat.S_IMODE(path.stat().st_mode) != 0o700:
-        os.chmod(path, 0o700)
 
 
 def _now() -> datetime.datetime:
@@ -248,9 +141,9 @@ class KeyStore:
         self._lock = threading.Lock()
         self._state: _State | None = None
         self._manifest_stamp: tuple[int, int, int] | None = None
-        self._secret: bytes | None = None
-        self._request_key: Ed25519PrivateKey | None = None
-        self._callback_secret: bytes | None = None
+        self._pseudonym_secret = LazyPrivateFile(self.keys_dir / _PSEUDONYM_SECRET, _new_secret, _load_pseudonym_secret)
+        self._request_key = LazyPrivateFile(self.keys_dir / _REQUEST_KEY, _new_request_key, _load_request_key)
+        self._callback_secret = LazyPrivateFile(self.keys_dir / _CALLBACK_SECRET, _new_secret, Path.read_bytes)
 
     # public API ---------------------------------------------------------------------------
 
@@ -283,17 +176,7 @@ class KeyStore:
         ]
 
     def pseudonym_secret(self) -> bytes:
-        with self._lock:
-            if self._secret is None:
-                _private_dir(self.keys_dir)
-                path = self.keys_dir / _PSEUDONYM_SECRET
-                if not path.exists():
-                    _create_exclusive(path, secrets.token_bytes(32))
-                secret = path.read_bytes()
-                if len(secret) != 32:
-                    raise KeyStoreError(f"{path} must hold exactly 32 bytes, found {len(secret)}")
-                self._secret = secret
-            return self._secret
+        return self._pseudonym_secret.get()
 
     def request_signing_key(self) -> Ed25519PrivateKey:
         """The Ed25519 key the broker signs its requests to remote authorities with.
@@ -302,28 +185,11 @@ class KeyStore:
         mistaken for one on a checkpoint. Created on first use; not rotated by :meth:`rotate`
         (authorities pin it from the JWKS, where it has ``"purpose": "requests"``).
         """
-        with self._lock:
-            if self._request_key is None:
-                _private_dir(self.keys_dir)
-                path = self.keys_dir / _REQUEST_KEY
-                if not path.exists():
-                    _create_exclusive(path, _pem(Ed25519PrivateKey.generate()))
-                key = _load_private_key(path)
-                if not isinstance(key, Ed25519PrivateKey):
-                    raise KeyStoreError(f"{path} must hold an Ed25519 private key")
-                self._request_key = key
-            return self._request_key
+        return self._request_key.get()
 
     def callback_secret(self) -> bytes:
         """32 random bytes from which each requester's callback HMAC secret is derived."""
-        with self._lock:
-            if self._callback_secret is None:
-                _private_dir(self.keys_dir)
-                path = self.keys_dir / _CALLBACK_SECRET
-                if not path.exists():
-                    _create_exclusive(path, secrets.token_bytes(32))
-                self._callback_secret = path.read_bytes()
-            return self._callback_secret
+        return self._callback_secret.get()
 
     def jwks(self) -> dict[str, Any]:
         keys: list[dict[str, Any]] = []
@@ -346,14 +212,14 @@ class KeyStore:
                     **public_jwk(public_key),
                     "kid": cert_info.kid,
                     "use": "sig",
-                    "alg": _jws_alg(public_key),
+                    "alg": jws_alg(public_key),
                     # RFC 7517 4.7: x5c is standard base64 (with padding), not base64url.
                     "x5c": [base64.b64encode(der).decode("ascii")],
-                    "x5t#S256": _b64url(hashlib.sha256(der).digest()),
+                    "x5t#S256": b64url(hashlib.sha256(der).digest()),
                     "status": "active" if cert_info.active else "retired",
                 }
             )
-        if (self.keys_dir / _REQUEST_KEY).is_file():
+        if self._request_key.path.is_file():
             request_key = self.request_signing_key().public_key()
             keys.append(
                 {
@@ -370,7 +236,7 @@ class KeyStore:
     def rotate(self) -> Rotation:
         """New checkpoint and sealing keys become active; the previous ones are kept as retired."""
         self._current()  # a store is initialised before it can rotate
-        with self._lock, self._file_lock():
+        with self._lock, exclusive_lock(self.keys_dir / _LOCK):
             manifest = self._read_manifest()
             old_checkpoint = _active_kid(manifest, "checkpoint")
             old_sealing = _active_kid(manifest, "sealing")
@@ -383,7 +249,7 @@ class KeyStore:
                         record["status"] = "retired"
                         record["retired"] = created
                 manifest[purpose].append({"kid": kid, "status": "active", "created": created})
-            _replace(self.keys_dir / _MANIFEST, _dump(manifest))
+            replace_atomically(self.keys_dir / _MANIFEST, _dump(manifest))
             self._state = None
         return Rotation(checkpoint_kid, sealing_kid, old_checkpoint, old_sealing)
 
@@ -409,7 +275,7 @@ class KeyStore:
 
     def _initialise(self) -> None:
         for directory in (self.keys_dir, self.keys_dir / "checkpoint", self.keys_dir / "sealing"):
-            _private_dir(directory)
+            ensure_private_dir(directory)
         checkpoint_kid = self._write_checkpoint_key(Ed25519PrivateKey.generate())
         sealing_kid = self._write_sealing_key(*self._new_sealing_key())
         created = _now().isoformat()
@@ -418,7 +284,7 @@ class KeyStore:
             "checkpoint": [{"kid": checkpoint_kid, "status": "active", "created": created}],
             "sealing": [{"kid": sealing_kid, "status": "active", "created": created}],
         }
-        if not _create_exclusive(self.keys_dir / _MANIFEST, _dump(manifest)):
+        if not create_exclusive(self.keys_dir / _MANIFEST, _dump(manifest)):
             # Another process initialised the store at the same moment and won: use its keys.
             (self.keys_dir / "checkpoint" / f"{checkpoint_kid}.pem").unlink(missing_ok=True)
             (self.keys_dir / "sealing" / f"{sealing_kid}.key.pem").unlink(missing_ok=True)
@@ -454,9 +320,13 @@ class KeyStore:
                 certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
             except (OSError, ValueError) as exc:
                 raise KeyStoreError(f"cannot load {cert_path}: {exc}") from exc
-            if not isinstance(sealing_key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) or not (
-                key_id(sealing_key.public_key()) == entry.kid == certificate_key_id(certificate)
-            ):
+            try:
+                matches = isinstance(sealing_key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) and (
+                    key_id(sealing_key.public_key()) == entry.kid == certificate_key_id(certificate)
+                )
+            except UnsupportedKeyError as exc:
+                raise KeyStoreError(f"sealing key {entry.kid}: {exc}") from exc
+            if not matches:
                 raise KeyStoreError(f"sealing key {entry.kid} does not match its id or certificate")
             sealing[entry.kid] = (entry, sealing_key, certificate)
         return _State(
@@ -502,25 +372,16 @@ class KeyStore:
 
     def _write_checkpoint_key(self, private_key: Ed25519PrivateKey) -> str:
         kid = key_id(private_key.public_key())
-        _create_exclusive(self.keys_dir / "checkpoint" / f"{kid}.pem", _pem(private_key))
+        create_exclusive(self.keys_dir / "checkpoint" / f"{kid}.pem", _pem(private_key))
         return kid
 
     def _write_sealing_key(self, private_key: SealingPrivateKey, certificate: x509.Certificate) -> str:
         kid = key_id(private_key.public_key())
         directory = self.keys_dir / "sealing"
         # Certificate first: a key file without certificate would be unusable, the reverse harmless.
-        _create_exclusive(directory / f"{kid}.crt.pem", certificate.public_bytes(serialization.Encoding.PEM))
-        _create_exclusive(directory / f"{kid}.key.pem", _pem(private_key))
+        create_exclusive(directory / f"{kid}.crt.pem", certificate.public_bytes(serialization.Encoding.PEM))
+        create_exclusive(directory / f"{kid}.key.pem", _pem(private_key))
         return kid
-
-    @contextlib.contextmanager
-    def _file_lock(self) -> Iterator[None]:
-        fd = os.open(self.keys_dir / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
 
     def _checkpoint_info(self, entry: _Entry, private_key: Ed25519PrivateKey) -> CheckpointPublicKey:
         return CheckpointPublicKey(entry.kid, self.origin, private_key.public_key(), entry.active, entry.created)
@@ -568,3 +429,25 @@ def _pem(private_key: Ed25519PrivateKey | SealingPrivateKey) -> bytes:
 
 def _dump(manifest: dict[str, Any]) -> bytes:
     return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def _new_secret() -> bytes:
+    return secrets.token_bytes(32)
+
+
+def _load_pseudonym_secret(path: Path) -> bytes:
+    secret = path.read_bytes()
+    if len(secret) != 32:
+        raise KeyStoreError(f"{path} must hold exactly 32 bytes, found {len(secret)}")
+    return secret
+
+
+def _new_request_key() -> bytes:
+    return _pem(Ed25519PrivateKey.generate())
+
+
+def _load_request_key(path: Path) -> Ed25519PrivateKey:
+    key = _load_private_key(path)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyStoreError(f"{path} must hold an Ed25519 private key")
+    return key

@@ -25,41 +25,19 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from broker.clients.auth import authenticate
-from broker.clients.service import Principal
-from broker.context import BrokerContext
-from broker.deps import Context
-from broker.exchange.service import ExchangeResult
-from broker.logging import get_logger
+from broker.deps import Gateway, Registry, SettingsDep
 from broker.middleware import BodyTooLarge
-from broker.oots import edm, service
-from broker.oots.edm import EdmCode, EdmError
-from broker.preview import routes as preview_routes
-from broker.problems import Problem
-from broker.xml.hardened import XmlIntakeError, check_media_type, expect_root, parse_xml
-
-log = get_logger(__name__)
+from broker.oots import directory, edm
+from broker.oots.service import Answer
+from broker.preview.presenters import public_base
 
 router = APIRouter(prefix="/oots", tags=["oots"])
 
 EDM_CONTENT = {edm.MEDIA_TYPE: {"schema": {"type": "string"}}}
 
 
-def _response(answer: service.Answer) -> Response:
-    return Response(answer.body, status_code=answer.status, media_type=answer.media_type)
-
-
-def _intake_failure(context: BrokerContext, error: XmlIntakeError, request_id: str | None) -> Response:
-    where = f" (line {error.line})" if error.line else ""
-    detail = f"{error.detail}{where}" + (f" at {error.path}" if error.path else "")
-    edm_error = EdmError(
-        EdmCode.INVALID_REQUEST, error.reason, "The message is not an acceptable QueryRequest.", detail
-    )
-    answer = service.failure(
-        edm_error, now=context.clock.now(), origin=context.settings.origin, request_id=request_id, status=error.status
-    )
-    headers = {"Connection": "close"} if error.status == 413 else None
-    return Response(answer.body, status_code=answer.status, media_type=answer.media_type, headers=headers)
+def _response(answer: Answer) -> Response:
+    return Response(answer.body, status_code=answer.status, media_type=answer.media_type, headers=dict(answer.headers))
 
 
 @router.post(
@@ -78,103 +56,13 @@ def _intake_failure(context: BrokerContext, error: XmlIntakeError, request_id: s
         },
     },
 )
-async def evidence_request(request: Request, context: Context) -> Response:
+async def evidence_request(request: Request, gateway: Gateway, settings: SettingsDep) -> Response:
     try:
         raw = await request.body()
     except BodyTooLarge:
-        error = XmlIntakeError.of("xml.too_large", f"the body exceeds {context.settings.max_body_bytes} bytes")
-        return _intake_failure(context, error, None)
-    return await run_in_threadpool(_evidence_request, request, context, raw)
-
-
-def _evidence_request(request: Request, context: BrokerContext, raw: bytes) -> Response:
-    request_id: str | None = None
-    try:
-        check_media_type(request.headers.get("content-type"), (edm.MEDIA_TYPE,))
-        root = parse_xml(raw, context.xml_limits)
-        request_id = edm.request_id_of(root)
-        expect_root(root, (edm.QUERY_REQUEST,))
-    except XmlIntakeError as error:
-        return _intake_failure(context, error, request_id)
-    try:
-        principal = authenticate(request, context.principals, "requester")
-    except Problem as refusal:
-        code = EdmCode.AUTHENTICATION if refusal.status == 401 else EdmCode.AUTHORIZATION
-        answer = service.failure(
-            EdmError(code, refusal.reason, refusal.detail),
-            now=context.clock.now(),
-            origin=context.settings.origin,
-            request_id=request_id,
-            status=refusal.status,
-        )
-        response = _response(answer)
-        if refusal.status == 401:
-            response.headers["WWW-Authenticate"] = "Bearer"
-        return response
-    try:
-        context.catalogue.validate(root)
-    except XmlIntakeError as error:
-        return _intake_failure(context, error, request_id)
-    try:
-        return _response(_exchange(request, context, principal, edm.read_request(root)))
-    except EdmError as error:
-        return _response(
-            service.failure(error, now=context.clock.now(), origin=context.settings.origin, request_id=request_id)
-        )
-    except Exception as error:  # a fault of ours still gets an EDM answer, never a bare 500 page
-        log.error("oots_request_failed", error_type=type(error).__name__)
-        fault = EdmError(
-            EdmCode.PROCESSING, "internal_error", "The broker could not process the request; it has been logged."
-        )
-        return _response(
-            service.failure(
-                fault, now=context.clock.now(), origin=context.settings.origin, request_id=request_id, status=500
-            )
-        )
-
-
-def _exchange(
-    request: Request, context: BrokerContext, principal: Principal, edm_request: edm.EvidenceRequest
-) -> service.Answer:
-    def fail(error: EdmError) -> service.Answer:
-        return service.failure(
-            error,
-            now=context.clock.now(),
-            origin=context.settings.origin,
-            request_id=edm_request.id,
-            request=edm_request,
-        )
-
-    try:
-        service.check(principal, edm_request)
-    except EdmError as error:
-        return fail(error)
-    deps = context.exchange_dependencies()
-    try:
-        if edm_request.preview_location:
-            with context.unit_of_work() as session:
-                exchange = service.after_preview(session, deps, principal, edm_request)
-        else:
-            with context.unit_of_work() as session:
-                result = service.start(session, deps, principal, edm_request)
-                context.remote.begin(session, result)
-            exchange = _settled(context, result).exchange
-    except EdmError as error:
-        return fail(error)
-    return service.answer(
-        exchange,
-        edm_request,
-        deps.registry,
-        now=context.clock.now(),
-        origin=context.settings.origin,
-        preview_location=lambda exchange_id: preview_routes.location(request, context, exchange_id),
-    )
-
-
-def _settled(context: BrokerContext, result: ExchangeResult) -> ExchangeResult:
-    # A remote authority is asked only after the routed state is committed; then the gateway
-    # waits the synchronous window like the JSON API (an exchange still open then is EDM:ERR:0005).
-    return context.remote.settle(result) if result.pending is not None else result
+        return _response(gateway.too_large())
+    base = public_base(request, settings.public_url)
+    return _response(await run_in_threadpool(gateway.handle, request.headers, raw, base))
 
 
 # --- Data Service Directory --------------------------------------------------------------------
@@ -186,20 +74,21 @@ def _settled(context: BrokerContext, result: ExchangeResult) -> ExchangeResult:
     responses={200: {"description": "A query:QueryResponse; failures carry DSD:ERR codes", "content": EDM_CONTENT}},
 )
 def search(
-    context: Context,
+    registry: Registry,
+    settings: SettingsDep,
     query_id: Annotated[str | None, Query(alias="queryId")] = None,
     classification: Annotated[str | None, Query(alias="evidence-type-classification")] = None,
     country: Annotated[str | None, Query(alias="country-code")] = None,
     admin_l2: Annotated[str | None, Query(alias="jurisdiction-admin-l2")] = None,
     admin_l3: Annotated[str | None, Query(alias="jurisdiction-admin-l3")] = None,
 ) -> Response:
-    body = service.search_data_services(
-        context.registry.get(),
+    body = directory.search_data_services(
+        registry.get(),
         query_id=query_id,
         classification=classification,
         country=country,
         admin_l2=admin_l2,
         admin_l3=admin_l3,
-        origin=context.settings.origin,
+        origin=settings.origin,
     )
     return Response(body, media_type=f"{edm.MEDIA_TYPE}; charset=UTF-8")

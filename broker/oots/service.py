@@ -12,10 +12,8 @@ The service never commits; the route is the transaction boundary.
 
 from __future__ import annotations
 
-import contextlib
-import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.orm import Session
@@ -23,8 +21,10 @@ from sqlalchemy.orm import Session
 from broker.clients.service import Principal
 from broker.clock import as_utc
 from broker.db.models import Exchange
-from broker.exchange.service import Channel, ExchangeDependencies, ExchangeResult, problem_of, request_evidence
-from broker.oots import dsd, edm, mapping
+from broker.exchange.dependencies import ExchangeDependencies
+from broker.exchange.lifecycle import State, problem_of
+from broker.exchange.service import Channel, ExchangeResult, request_evidence
+from broker.oots import edm, mapping
 from broker.oots.edm import Agent, EdmCode, EdmError, EvidenceRequest, Text
 from broker.preview import service as preview_service
 from broker.problems import Problem
@@ -40,11 +40,12 @@ PREVIEW_DESCRIPTION = (
 
 @dataclass(frozen=True)
 class Answer:
-    """An HTTP answer of the gateway: status, Content-Type and body."""
+    """An HTTP answer of the gateway: status, Content-Type, body and any further headers."""
 
     status: int
     media_type: str
     body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 def broker_agent(origin: str) -> Agent:
@@ -120,12 +121,13 @@ def start(
 ) -> ExchangeResult:
     """Run the request as an exchange (or replay the one with the same QueryRequest id)."""
     assert request.person is not None and request.evidence_type is not None  # check() ran
-    spec = mapping.evidence_type_for(deps.registry, request.evidence_type)
+    registry = deps.registry.get()
+    spec = mapping.evidence_type_for(registry, request.evidence_type)
     routing_refusal: Problem | None = None
     jurisdiction = None
     if spec is not None:
         try:
-            jurisdiction = mapping.jurisdiction_for(deps.registry, spec, request.person, request.provider)
+            jurisdiction = mapping.jurisdiction_for(registry, spec, request.person, request.provider)
         except Problem as refusal:
             routing_refusal = refusal
     # An unmapped type goes in as the requester named it, so that the exchange refuses it (and logs that).
@@ -177,9 +179,13 @@ def after_preview(
     if found is None or found.exchange.requester_id != principal.id or found.exchange.channel != mapping.CHANNEL:
         raise unknown
     exchange = found.exchange
-    spec = mapping.evidence_type_for(deps.registry, request.evidence_type)
+    spec = mapping.evidence_type_for(deps.registry.get(), request.evidence_type)
     subject = mapping.subject_of(request.person).to_subject()
-    if spec is None or spec.id != exchange.evidence_type_id or deps.pseudonymise(subject) != exchange.subject_pseudonym:
+    if (
+        spec is None
+        or spec.id != exchange.evidence_type_id
+        or deps.pseudonyms.of(subject) != exchange.subject_pseudonym
+    ):
         raise unknown
     return exchange
 
@@ -221,13 +227,13 @@ def answer(
     def fail(error: EdmError) -> Answer:
         return failure(error, now=now, origin=origin, request_id=request.id, request=request)
 
-    if exchange.state == "delivered":
+    if exchange.state == State.DELIVERED:
         if exchange.evidence is None or (exchange.expires_at is not None and as_utc(exchange.expires_at) <= now):
             return fail(
                 EdmError(EdmCode.NOT_FOUND, "evidence.expired", "The evidence was delivered but is no longer kept.")
             )
         return _evidence_answer(exchange, request, registry, now, origin)
-    if exchange.state == "awaiting_preview":
+    if exchange.state == State.AWAITING_PREVIEW:
         return fail(
             EdmError(
                 EdmCode.AUTHORIZATION,
@@ -291,143 +297,3 @@ def _evidence_answer(
         [edm.Part(content_id, "application/xml", exchange.evidence)],
     )
     return Answer(200, content_type, body)
-
-
-# --- the Data Service Directory ------------------------------------------------------------------
-
-# NUTS level 1 code of each Land → its Regionalschlüssel (first two digits of the ARS).
-NUTS1_TO_LAND = {
-    "DE1": "08", "DE2": "09", "DE3": "11", "DE4": "12", "DE5": "04", "DE6": "02", "DE7": "06", "DE8": "13",
-    "DE9": "03", "DEA": "05", "DEB": "07", "DEC": "10", "DED": "14", "DEE": "15", "DEF": "01", "DEG": "16",
-}  # fmt: skip
-LAND_TO_NUTS1 = {land: nuts for nuts, land in NUTS1_TO_LAND.items()}
-_NUTS = re.compile(r"^DE[1-9A-G][0-9A-Z]{0,2}$")
-_ARS = re.compile(r"^[0-9]{2,12}$")
-
-DETERMINATIONS = {
-    "PlaceOfBirth": (Text("Place of birth", "en"), Text("Geburtsort", "de")),
-    "CurrentAddress": (Text("Current address", "en"), Text("Wohnort", "de")),
-}
-
-
-def area_of(admin_l2: str | None, admin_l3: str | None) -> str | None:
-    """The ARS prefix a DSD query's jurisdiction parameters name (the finer one wins): an ARS
-    prefix as it is, or a NUTS code of a Land (NUTS 1, or finer, read as its Land)."""
-    for value in (admin_l3, admin_l2):
-        if not value:
-            continue
-        value = value.strip().upper()
-        if _ARS.match(value):
-            return value
-        if _NUTS.match(value) and value[:3] in NUTS1_TO_LAND:
-            return NUTS1_TO_LAND[value[:3]]
-        raise dsd.DsdError(
-            dsd.DsdCode.INVALID_VALUE,
-            "dsd.jurisdiction_invalid",
-            f"Jurisdiction {value[:40]!r} is neither a German NUTS code nor a Regionalschlüssel prefix.",
-        )
-    return None
-
-
-def search_data_services(
-    registry: RegistrySnapshot,
-    *,
-    query_id: str | None,
-    classification: str | None,
-    country: str | None,
-    admin_l2: str | None,
-    admin_l3: str | None,
-    origin: str,
-) -> bytes:
-    """The DSD answer (always a QueryResponse; failures carry their DSD:ERR code)."""
-    try:
-        found = _data_services(registry, query_id, classification, country, admin_l2, admin_l3, origin)
-    except dsd.DsdError as error:
-        return dsd.error_response(error)
-    return dsd.query_response([found])
-
-
-def _data_services(
-    registry: RegistrySnapshot,
-    query_id: str | None,
-    classification: str | None,
-    country: str | None,
-    admin_l2: str | None,
-    admin_l3: str | None,
-    origin: str,
-) -> dsd.DataServiceEvidenceType:
-    if query_id != dsd.QUERY_ID:
-        raise dsd.DsdError(
-            dsd.DsdCode.UNKNOWN_QUERY, "dsd.query_unknown", f"Unknown queryId; this directory answers {dsd.QUERY_ID}."
-        )
-    if not classification or not country or max(len(classification), len(country)) > 300:
-        raise dsd.DsdError(
-            dsd.DsdCode.INVALID_QUERY,
-            "dsd.parameter_missing",
-            "The query needs evidence-type-classification and country-code.",
-        )
-    requested = edm.RequestedEvidenceType(identifier=classification, classification=classification)
-    spec = mapping.evidence_type_for(registry, requested)
-    if spec is None:
-        raise dsd.DsdError(
-            dsd.DsdCode.UNKNOWN_EVIDENCE_TYPE,
-            "dsd.evidence_type_unknown",
-            "The evidence type requested cannot be found.",
-        )
-    if country.strip().upper() != "DE":
-        raise dsd.DsdError(
-            dsd.DsdCode.NO_DATA_SERVICE, "dsd.no_data_service", "This directory lists data services in DE only."
-        )
-    area = area_of(admin_l2, admin_l3)
-    routes = registry.routes.get(spec.id, {})
-    in_area = sorted(
-        {a for prefix, a in routes.items() if area is None or prefix.startswith(area) or area.startswith(prefix)}
-    )
-    authorities = [registry.authorities[a] for a in in_area if a in registry.authorities]
-    described = _described(spec, classification)
-    if not authorities:
-        raise dsd.DsdError(
-            dsd.DsdCode.NO_DATA_SERVICE, "dsd.no_data_service", "No data services were found for the given parameters."
-        )
-    if area is not None and len(authorities) > 1:
-        with contextlib.suppress(Problem):  # too coarse an area: the user must say more, below
-            authorities = [registry.route(spec.id, area)]
-    if len(authorities) > 1:
-        kinds = {a.register_kind for a in authorities}
-        context_id = "PlaceOfBirth" if kinds == {"standesamt"} else "CurrentAddress"
-        raise dsd.DsdError(
-            dsd.DsdCode.ADDITIONAL_INPUT,
-            "dsd.jurisdiction_required",
-            f"{len(authorities)} authorities provide this evidence type; the competent one follows from the "
-            f"user's {DETERMINATIONS[context_id][0].value.lower()} (give jurisdiction-admin-l3).",
-            evidence_type=replace(
-                described, determination=dsd.JurisdictionDetermination(context_id, DETERMINATIONS[context_id])
-            ),
-        )
-    services = tuple(_access_service(registry, spec.id, a, origin) for a in authorities)
-    return replace(described, access_services=services)
-
-
-def _described(spec: EvidenceTypeSpec, classification: str) -> dsd.DataServiceEvidenceType:
-    return dsd.DataServiceEvidenceType(
-        identifier=spec.id,
-        classification=classification,
-        titles=(Text(spec.title, "de"),),
-        distributions=(dsd.Distribution("application/xml", spec.namespace),),
-        assurance_level=spec.assurance_level.capitalize(),
-    )
-
-
-def _access_service(
-    registry: RegistrySnapshot, evidence_type_id: str, authority: AuthoritySpec, origin: str
-) -> dsd.AccessService:
-    prefix = mapping.route_prefix(registry, evidence_type_id, authority.id)
-    publisher = dsd.Publisher(
-        identifier=authority.id,
-        scheme=edm.UNREGISTERED_SCHEME,
-        name=Text(authority.name, "de"),
-        country="DE",
-        nuts=LAND_TO_NUTS1.get(prefix[:2]),
-        local_unit=prefix if len(prefix) > 2 else None,
-    )
-    return dsd.AccessService(identifier=origin, scheme=edm.UNREGISTERED_SCHEME, publisher=publisher)

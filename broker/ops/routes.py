@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from broker.deps import Context
+from broker.deps import Db
 from broker.problems import Problem
 
 router = APIRouter(tags=["operations"])
@@ -18,9 +18,9 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-def readyz(context: Context) -> dict[str, str]:
+def readyz(db: Db) -> dict[str, str]:
     try:
-        with context.engine.connect() as connection:
+        with db.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except Exception as error:
         raise Problem(503, "not_ready.database", f"The database does not answer ({type(error).__name__}).") from None

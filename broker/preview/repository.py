@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from broker.db.models import Client, Exchange, Preview
+from broker.db.models import Preview
 
 
 def add(session: Session, preview: Preview) -> Preview:
@@ -23,29 +23,17 @@ def for_exchange(session: Session, exchange_id: str) -> Preview | None:
     return session.scalars(select(Preview).where(Preview.exchange_id == exchange_id)).first()
 
 
-def exchange(session: Session, exchange_id: str) -> Exchange | None:
-    return session.get(Exchange, exchange_id)
-
-
-def requester(session: Session, client_id: int) -> Client | None:
-    return session.get(Client, client_id)
-
-
 def settle(session: Session, preview: Preview, state: str, now: datetime) -> bool:
     """Move a pending preview to ``state``; False if another request settled it first.
 
     A conditional UPDATE rather than read-then-write, so that two concurrent decisions on one
     token (double click, two tabs, two broker processes) cannot both win on either database.
+    The statement's session synchronisation updates ``preview`` itself when it wins.
     """
     result = session.execute(
-        update(Preview)
-        .where(Preview.id == preview.id, Preview.state == "pending")
-        .values(state=state, decided_at=now)
-        .execution_options(synchronize_session=False)
+        update(Preview).where(Preview.id == preview.id, Preview.state == "pending").values(state=state, decided_at=now)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         session.refresh(preview)
         return False
-    preview.state = state
-    preview.decided_at = now
     return True

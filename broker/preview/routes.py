@@ -10,13 +10,11 @@ from __future__ import annotations
 import urllib.parse
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Form, Query
 from fastapi.responses import HTMLResponse
 
 from broker.clock import as_utc
-from broker.context import BrokerContext
-from broker.db.models import Exchange
-from broker.deps import Context
+from broker.deps import Db, Exchanges
 from broker.preview import page, service
 from broker.problems import Problem
 
@@ -31,29 +29,6 @@ SECURITY_HEADERS = {
         "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
 }
-
-
-def public_base(request: Request, context: BrokerContext) -> str:
-    """The broker's address as citizens and remote requesters reach it."""
-    configured = context.settings.public_url.strip()
-    return (configured or str(request.base_url)).rstrip("/")
-
-
-def location(request: Request, context: BrokerContext, exchange_id: str) -> str:
-    """The absolute preview address of an exchange (the OOTS PreviewLocation)."""
-    return public_base(request, context) + context.previews().path(exchange_id)
-
-
-def preview_link(context: BrokerContext, exchange: Exchange) -> tuple[Exchange, str | None]:
-    """For the JSON API: the exchange as it stands and, while it awaits the citizen, the preview
-    path (relative, like the API's other links) to send them to."""
-    if exchange.state != "awaiting_preview":
-        return exchange, None
-    with context.unit_of_work() as session:
-        exchange = service.current(session, context.exchange_dependencies(), exchange.id) or exchange
-    if exchange.state != "awaiting_preview":
-        return exchange, None
-    return exchange, context.previews().path(exchange.id)
 
 
 def _return_url(value: str | None) -> str | None:
@@ -71,12 +46,13 @@ def _html(body: str, status: int = 200) -> HTMLResponse:
 @router.get("/{token}", response_class=HTMLResponse, summary="The citizen's preview of held evidence")
 def show_preview(
     token: str,
-    context: Context,
+    db: Db,
+    deps: Exchanges,
     returnurl: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> HTMLResponse:
-    deps = context.exchange_dependencies()
     return_url = _return_url(returnurl)
-    with context.unit_of_work() as session:  # looking may expire the preview, which writes
+    registry = deps.registry.get()
+    with db.unit_of_work() as session:  # looking may expire the preview, which writes
         state = service.find(session, deps, token)
         if state is None:
             return _html(page.not_found_page(), 404)
@@ -85,8 +61,8 @@ def show_preview(
             return _html(
                 page.outcome_page(preview.state, return_url, already=True), 410 if preview.state == "expired" else 200
             )
-        evidence_type = deps.registry.evidence_types.get(exchange.evidence_type_id)
-        authority = deps.registry.authorities.get(exchange.authority_id or "")
+        evidence_type = registry.evidence_types.get(exchange.evidence_type_id)
+        authority = registry.authorities.get(exchange.authority_id or "")
         facts = page.PageFacts(
             evidence_title=evidence_type.title if evidence_type else exchange.evidence_type_id,
             authority=authority.name if authority else "der zuständigen Behörde",
@@ -100,14 +76,14 @@ def show_preview(
 @router.post("/{token}", response_class=HTMLResponse, summary="Approve or decline the release of held evidence")
 def decide_preview(
     token: str,
-    context: Context,
+    db: Db,
+    deps: Exchanges,
     decision: Annotated[str, Form(pattern="^(approve|decline)$")],
     returnurl: Annotated[str | None, Form(max_length=2000)] = None,
 ) -> HTMLResponse:
-    deps = context.exchange_dependencies()
     return_url = _return_url(returnurl)
     try:
-        with context.unit_of_work() as session:
+        with db.unit_of_work() as session:
             outcome = service.decide(session, deps, token, decision == "approve").preview.state
     except Problem as refusal:
         if refusal.reason == "preview.not_found":

@@ -21,18 +21,19 @@ import hmac
 import re
 import urllib.parse
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from broker.callbacks import service as callbacks
-from broker.clients.service import Principal
-from broker.clock import as_utc
+from broker.clients import repository as clients
+from broker.clock import Clock, as_utc
 from broker.db.models import Exchange, Preview
+from broker.exchange import lifecycle
+from broker.exchange import repository as exchanges
 from broker.exchange import service as exchange_service
-from broker.exchange.service import ExchangeDependencies
+from broker.exchange.dependencies import ExchangeDependencies
+from broker.exchange.lifecycle import State
 from broker.logging import get_logger
 from broker.preview import repository
 from broker.problems import Problem
@@ -68,7 +69,7 @@ class Previews:
 
     key: bytes
     ttl: timedelta
-    clock: Callable[[], datetime]
+    clock: Clock
 
     def token(self, exchange_id: str) -> str:
         mac = hmac.new(self.key, exchange_id.encode(), hashlib.sha256).digest()
@@ -79,7 +80,7 @@ class Previews:
 
     def open(self, session: Session, exchange: Exchange) -> datetime:
         """Open the preview of a held exchange (``ExchangeDependencies.open_preview``); returns its expiry."""
-        expires_at = self.clock() + self.ttl
+        expires_at = self.clock.now() + self.ttl
         repository.add(
             session,
             Preview(
@@ -106,7 +107,7 @@ def find(session: Session, deps: ExchangeDependencies, token: str) -> PreviewSta
     preview = repository.by_token_hash(session, hash_token(token))
     if preview is None:
         return None
-    exchange = repository.exchange(session, preview.exchange_id)
+    exchange = exchanges.get(session, preview.exchange_id)
     if exchange is None:
         return None
     expire_if_due(session, deps, preview, exchange)
@@ -115,8 +116,8 @@ def find(session: Session, deps: ExchangeDependencies, token: str) -> PreviewSta
 
 def current(session: Session, deps: ExchangeDependencies, exchange_id: str) -> Exchange | None:
     """The exchange as it stands, its preview expired first if its time is up."""
-    exchange = repository.exchange(session, exchange_id)
-    if exchange is not None and exchange.state == "awaiting_preview":
+    exchange = exchanges.get(session, exchange_id)
+    if exchange is not None and exchange.state == State.AWAITING_PREVIEW:
         preview = repository.for_exchange(session, exchange.id)
         if preview is not None:
             expire_if_due(session, deps, preview, exchange)
@@ -129,20 +130,19 @@ def expire_if_due(session: Session, deps: ExchangeDependencies, preview: Preview
     Done lazily, by whoever next looks at the preview; the exchange's ``expires_at`` (the same
     moment) lets any retention sweep drop the evidence of previews nobody looks at again.
     """
-    now = deps.clock()
+    now = deps.clock.now()
     if preview.state != "pending" or as_utc(preview.expires_at) > now:
         return
-    if repository.settle(session, preview, "expired", now) and exchange.state == "awaiting_preview":
+    if repository.settle(session, preview, "expired", now) and exchange.state == State.AWAITING_PREVIEW:
         exchange.evidence = None
-        exchange_service.end(
+        lifecycle.transition(
             session,
-            deps,
             exchange,
-            _requester(session, exchange),
-            "expired",
-            Problem(410, "preview.expired", "The citizen did not decide in time; the evidence was discarded."),
+            State.EXPIRED,
+            at=now,
+            requester=clients.name_of(session, exchange.requester_id),
+            problem=Problem(410, "preview.expired", "The citizen did not decide in time; the evidence was discarded."),
         )
-        _notify(session, exchange, now)
 
 
 def decide(session: Session, deps: ExchangeDependencies, token: str, approve: bool) -> PreviewState:
@@ -157,50 +157,36 @@ def decide(session: Session, deps: ExchangeDependencies, token: str, approve: bo
     preview, exchange = state.preview, state.exchange
     if preview.state == "expired":
         return state
+    now = deps.clock.now()
     if (
         preview.state != "pending"
-        or exchange.state != "awaiting_preview"
+        or exchange.state != State.AWAITING_PREVIEW
         or exchange.evidence is None
-        or not repository.settle(session, preview, "approved" if approve else "declined", deps.clock())
+        or not repository.settle(session, preview, "approved" if approve else "declined", now)
     ):
         raise Problem(
             409, "preview.decided", f"This preview was decided already ({preview.state}).", state=preview.state
         )
-    principal = _requester(session, exchange)
+    # The preview is decided by the citizen, but the steps it causes stay part of the requester's exchange.
+    requester = clients.name_of(session, exchange.requester_id)
     outcome = "approved" if approve else "declined"
-    exchange_service.log_step(session, deps, exchange, principal, "preview_decided", outcome=outcome)
+    lifecycle.step(session, exchange, "preview_decided", at=now, requester=requester, outcome=outcome)
     if approve:
-        exchange_service.deliver(session, deps, exchange, principal, exchange.evidence)
+        exchange_service.deliver(session, deps, exchange, requester, exchange.evidence)
     else:
         exchange.evidence = None
-        exchange_service.end(
+        lifecycle.transition(
             session,
-            deps,
             exchange,
-            principal,
-            "rejected",
-            Problem(403, "preview.declined", "The citizen declined to release the evidence."),
+            State.REJECTED,
+            at=now,
+            requester=requester,
+            problem=Problem(403, "preview.declined", "The citizen declined to release the evidence."),
         )
-    _notify(session, exchange, deps.clock())
     log.info("preview_decided", exchange=exchange.id, outcome=outcome)
     return state
 
 
-def _notify(session: Session, exchange: Exchange, now: datetime) -> None:
-    """Queue the requester's callback for the exchange's end, unless one is queued already (a remote
-    authority's answer queued it when the exchange stopped for the preview)."""
-    if callbacks.state_of(session, exchange.id) is None:
-        callbacks.enqueue(session, exchange, now)
-
-
 def requester_name(session: Session, exchange: Exchange) -> str:
-    return _requester(session, exchange).name
-
-
-def _requester(session: Session, exchange: Exchange) -> Principal:
-    """The exchange's requester, as the log names it: the preview is decided by the citizen, but
-    the steps it causes stay part of the requester's exchange."""
-    client = repository.requester(session, exchange.requester_id)
-    name = client.name if client is not None else f"client-{exchange.requester_id}"
-    agent = client.agent_id if client is not None else None
-    return Principal(exchange.requester_id, name, "requester", agent, None, frozenset())
+    """Who asks for the evidence, as the citizen's page names them."""
+    return clients.name_of(session, exchange.requester_id)

@@ -1,14 +1,16 @@
 """Routing and the in-memory registry snapshot the hot path reads.
 
-Each broker process keeps an immutable snapshot and re-reads the registry when it is older
-than ``max_age`` seconds (or at once after a change made through this process), so a change
-made through any process reaches every process within that time.
+Each broker process keeps an immutable snapshot, read once at start-up and then re-read by a
+background job every few seconds (``broker.bootstrap``), or at once after a change made through
+this process: a change made through any process reaches every process within that time. The
+request path only ever reads memory, so it never opens a second database session inside its
+own transaction (on SQLite, where every transaction takes the write lock, that would wait for
+itself).
 """
 
 from __future__ import annotations
 
 import threading
-import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -99,32 +101,35 @@ def _no_route(evidence_type_id: str, jurisdiction: str | None) -> Problem:
 
 
 class RegistryCache:
-    def __init__(self, load: Callable[[], RegistryDocument], max_age: float = 5.0) -> None:
+    def __init__(self, load: Callable[[], RegistryDocument]) -> None:
         self._load = load
-        self._max_age = max_age
         self._lock = threading.Lock()
-        self._state: tuple[RegistryDocument, RegistrySnapshot] | None = None
-        self._loaded_at = 0.0
+        self._state = self._read()
 
     def get(self) -> RegistrySnapshot:
-        return self._current()[1]
+        return self._state[1]
 
     def get_document(self) -> RegistryDocument:
-        return self._current()[0]
+        return self._state[0]
 
-    def _current(self) -> tuple[RegistryDocument, RegistrySnapshot]:
-        state = self._state
-        if state is not None and time.monotonic() - self._loaded_at < self._max_age:
-            return state
+    def refresh(self) -> None:
+        """Read the registry again (the background job, and after a change through this process)."""
         with self._lock:
-            if self._state is None or time.monotonic() - self._loaded_at >= self._max_age:
-                document = self._load()
-                self._state = (document, RegistrySnapshot.from_document(document))
-                self._loaded_at = time.monotonic()
-            return self._state
+            self._state = self._read()
 
-    def invalidate(self) -> None:
-        self._loaded_at = 0.0
+    def _read(self) -> tuple[RegistryDocument, RegistrySnapshot]:
+        document = self._load()
+        return document, RegistrySnapshot.from_document(document)
+
+
+class FixedRegistry:
+    """A registry that never changes: for in-process tests."""
+
+    def __init__(self, document: RegistryDocument) -> None:
+        self._snapshot = RegistrySnapshot.from_document(document)
+
+    def get(self) -> RegistrySnapshot:
+        return self._snapshot
 
 
 def read_toml(path: Path) -> RegistryDocument:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from broker.keys.store import KeyStore, KeyStoreError, certificate_key_id
+from broker.keys.jwk import certificate_key_id
+from broker.keys.store import KeyStore, KeyStoreError
 from broker.seal.xades import SealVerificationError, verify_sealed_evidence_detailed
 from broker.settings import get_settings
 

@@ -38,14 +38,15 @@ def check(target: str, authority_id: str | None, public_key: Path | None, wait: 
     One line per case (PASS, FAIL or SKIP); exit status 1 if any case failed. A pull authority's
     adapter must be polling a broker on the same database while the battery runs.
     """
-    from broker.context import BrokerContext
+    from broker import bootstrap
     from broker.logging import configure_logging
     from broker.settings import get_settings
     from broker.tasks.conformance import Battery
 
     configure_logging("warning")  # stdout is the report; the exchanges' log lines would drown it
-    context = BrokerContext.create(get_settings())
-    registry = context.registry.get()
+    container = bootstrap.build(get_settings())
+    services = container.services
+    registry = services.registry.get()
     is_url = target.startswith(("http://", "https://"))
     wanted = authority_id if is_url else target
     if wanted is None:
@@ -60,10 +61,10 @@ def check(target: str, authority_id: str | None, public_key: Path | None, wait: 
         authority = authority.model_copy(update=changes)
     click.echo(f"conformance of {authority.id} ({authority.binding}{', ' + target if is_url else ''})")
     try:
-        results = Battery(context, authority, wait_seconds=wait).run()
+        battery = Battery(services.database, services.exchanges, container.adapters, services.remote, authority, wait)
+        results = battery.run()
     finally:
-        context.stop_background()
-        context.engine.dispose()
+        container.close()
     for result in results:
         click.echo(result.line())
     failed = sum(r.verdict == "FAIL" for r in results)

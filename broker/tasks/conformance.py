@@ -30,20 +30,25 @@ from lxml import etree
 from sqlalchemy.orm import Session
 
 from adapters.protocol import EvidenceQuery, OutcomeKind, Subject
-from adapters.reference import REGISTERS
-from adapters.registers import sample_subjects
+from adapters.registers.queries import sample_subjects
+from adapters.registers.reference import REGISTERS
 from adapters.signing import SignedMessage, sign
 from adapters.wire import XML, GarbageAnswer, decode_answer
 from broker.clients import repository as clients_repository
 from broker.clients.service import Principal, add_client
-from broker.context import BrokerContext
 from broker.db.models import Exchange
+from broker.db.session import Database
+from broker.exchange import lifecycle
 from broker.exchange import repository as exchange_repository
+from broker.exchange.dependencies import ExchangeDependencies
+from broker.exchange.dispatch import Adapters
 from broker.exchange.schemas import EvidenceRequestIn, SubjectIn
-from broker.exchange.service import TERMINAL_STATES, request_evidence
+from broker.exchange.service import request_evidence
 from broker.registry.schemas import AuthoritySpec
+from broker.tasks import repository as tasks_repository
 from broker.tasks import service
-from broker.xml.hardened import XmlIntakeError
+from broker.tasks.remote import RemoteExchanges
+from broker.xml.hardened import XmlIntakeError, check_well_formed
 
 KIT_CLIENT = "conformance-kit"
 UNKNOWN = Subject(family_name="Niemand", given_name="Keiner", birth_date=None)
@@ -77,13 +82,24 @@ class Ended:
 
 
 class Battery:
-    def __init__(self, context: BrokerContext, authority: AuthoritySpec, wait_seconds: float = 30.0) -> None:
-        self.context = context
+    def __init__(
+        self,
+        database: Database,
+        deps: ExchangeDependencies,
+        adapters: Adapters,
+        remote: RemoteExchanges,
+        authority: AuthoritySpec,
+        wait_seconds: float = 30.0,
+    ) -> None:
+        self.database = database
+        self.deps = deps
+        self.adapters = adapters
+        self.remote = remote
         self.authority = authority
         self.wait_seconds = wait_seconds
         self.evidence_type = next(
             t
-            for t in context.registry.get().evidence_types.values()
+            for t in deps.registry.get().evidence_types.values()
             if _register_of(t.namespace) == authority.register_kind
         )
 
@@ -95,12 +111,12 @@ class Battery:
             add_client(session, KIT_CLIENT, "requester", [(self.evidence_type.id, None)])
             client = clients_repository.by_name(session, KIT_CLIENT)
         assert client is not None
-        types = frozenset((t, None) for t in self.context.registry.get().evidence_types)
+        types = frozenset((t, None) for t in self.deps.registry.get().evidence_types)
         return Principal(client.id, client.name, "requester", None, None, types)
 
     def exchange(self, subject: Subject, task_payload: dict[str, object] | None = None) -> Ended:
         """A real exchange for ``subject`` with this authority, in its binding, until it ends."""
-        deps = self.context.exchange_dependencies()
+        deps = self.deps
         body = EvidenceRequestIn(
             evidence_type=self.evidence_type.id,
             jurisdiction=self.authority.ars or None,
@@ -110,35 +126,35 @@ class Battery:
             explicit_request=True,
         )
         started = time.monotonic()
-        with self.context.unit_of_work() as session:
+        with self.database.unit_of_work() as session:
             result = request_evidence(session, deps, self._principal(session), body, None)
             query = result.pending
             if query is not None and self.authority.binding == "pull":
-                task = service.enqueue(session, query, deps.clock())
+                task = service.enqueue(session, query, deps.clock.now())
                 if task_payload is not None:
                     task.payload = {**task_payload, "request_id": query.request_id}
         if query is not None and query.authority_id != self.authority.id:
             return Ended("misrouted", query.authority_id, 0.0)
         if query is not None and self.authority.binding == "http_push":
-            outcome = self.context.push_adapter(self.authority).fetch(query)
-            self.context.remote.finish(query.request_id, outcome)
+            outcome = self.adapters.push(self.authority).fetch(query)
+            self.remote.finish(query.request_id, outcome)
         exchange = self._await_end(result.exchange.id)
         return Ended(exchange.state, exchange.reason, time.monotonic() - started, exchange.evidence)
 
     def _await_end(self, exchange_id: str) -> Exchange:
         deadline = time.monotonic() + self.wait_seconds
         while True:
-            with self.context.sessions() as session:
+            with self.database.read() as session:
                 exchange = exchange_repository.get(session, exchange_id)
             assert exchange is not None
-            if exchange.state in TERMINAL_STATES or time.monotonic() > deadline:
+            if lifecycle.is_terminal(exchange.state) or time.monotonic() > deadline:
                 return exchange
             time.sleep(0.1)
 
     # --- the cases -----------------------------------------------------------------------------
 
     def run(self) -> list[CaseResult]:
-        with self.context.sessions() as session:
+        with self.database.read() as session:
             model = REGISTERS[self.authority.register_kind][0]
             known, ambiguous = sample_subjects(session, model, self.authority.id)
         results: list[CaseResult] = []
@@ -171,14 +187,14 @@ class Battery:
         if self.authority.binding == "in_process":
             query = EvidenceQuery(str(uuid.uuid4()), self.evidence_type.id, self.authority.id, None, Subject())
             try:
-                with self.context.sessions() as session:
-                    outcome = self.context.adapter_for(self.authority, session).fetch(query)
+                with self.database.read() as session:
+                    outcome = self.adapters.for_authority(self.authority, session).fetch(query)
             except Exception as error:
                 return CaseResult(name, "FAIL", f"the adapter raised {type(error).__name__}")
             ok = outcome.kind is not OutcomeKind.EVIDENCE
             return CaseResult(name, "PASS" if ok else "FAIL", f"answered {outcome.kind.value}")
         if self.authority.binding == "http_push":
-            outcome = self.context.push_adapter(self.authority).fetch_raw(b'{"request_id": 42, "subject": "?"}')
+            outcome = self.adapters.push(self.authority).fetch_raw(b'{"request_id": 42, "subject": "?"}')
             ok = outcome.reason == "authority.refused"
             return CaseResult(
                 name, "PASS" if ok else "FAIL", f"{outcome.reason or outcome.kind.value}: {outcome.detail}"
@@ -192,8 +208,8 @@ class Battery:
             return None
         if self.authority.binding == "in_process":
             query = EvidenceQuery(str(uuid.uuid4()), self.evidence_type.id, self.authority.id, None, known)
-            with self.context.sessions() as session:
-                return self.context.adapter_for(self.authority, session).fetch(query).evidence
+            with self.database.read() as session:
+                return self.adapters.for_authority(self.authority, session).fetch(query).evidence
         ended = self.exchange(known)
         if ended.evidence is None:
             return None
@@ -213,11 +229,11 @@ class Battery:
         stripped = etree.tostring(root)
         refused = []
         try:
-            decode_answer(XML, truncated)
+            decode_answer(XML, truncated, check_well_formed)
         except GarbageAnswer:
             refused.append("truncated")
         try:
-            self.context.check_evidence(stripped, self.evidence_type)
+            self.deps.evidence.check(stripped, self.evidence_type.namespace, self.evidence_type.root_element)
         except XmlIntakeError:
             refused.append("schema-invalid")
         if self.authority.binding == "pull":
@@ -236,7 +252,7 @@ class Battery:
         if self.authority.binding == "http_push":
             query = EvidenceQuery(str(uuid.uuid4()), self.evidence_type.id, self.authority.id, None, _unknown())
             body = json.dumps(query.to_json()).encode()
-            outcome = self.context.push_adapter(self.authority).fetch_raw(body, signing_key=foreign)
+            outcome = self.adapters.push(self.authority).fetch_raw(body, signing_key=foreign)
             ok = outcome.reason == "authority.refused"
             return CaseResult(name, "PASS" if ok else "FAIL", f"request with a foreign signature: {outcome.detail}")
         accepted = self._post_as_impostor(b"<x/>", sign_it=True, key=foreign)
@@ -246,19 +262,19 @@ class Battery:
 
     def _post_as_impostor(self, body: bytes, sign_it: bool, key: Ed25519PrivateKey | None = None) -> service.Accepted:
         """A pull answer that did not come from the authority: the broker must refuse it."""
-        deps = self.context.exchange_dependencies()
-        with self.context.unit_of_work() as session:
+        deps = self.deps
+        with self.database.unit_of_work() as session:
             principal = self._principal(session)
             result = request_evidence(session, deps, principal, self._body(), None)
             assert result.pending is not None
-            task = service.enqueue(session, result.pending, deps.clock())
+            task = service.enqueue(session, result.pending, deps.clock.now())
             # Leased to nobody for a while, so the real adapter does not answer it first.
-            task.state, task.lease_until = "leased", deps.clock() + timedelta(minutes=5)
+            tasks_repository.mark_leased(session, task.id, deps.clock.now() + timedelta(minutes=5))
             task_id = task.id
         path = f"/v1/adapter/tasks/{task_id}/result"
         headers = sign(SignedMessage(XML, body, method="POST", path=path), key) if sign_it and key else {}
         adapter = Principal(0, "impostor", "adapter", None, self.authority.id, frozenset())
-        with self.context.unit_of_work() as session:
+        with self.database.unit_of_work() as session:
             accepted = service.answer(session, deps, adapter, task_id, path, XML, body, _lower(headers), XML)
         return accepted
 

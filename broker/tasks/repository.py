@@ -1,14 +1,14 @@
-"""All queries of the pull queue and of remote exchanges (tasks, their exchanges, expiry)."""
+"""All queries of the pull queue (adapter tasks)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from broker.db.models import AdapterTask, Client, Exchange
+from broker.db.models import AdapterTask
 
 
 def add(session: Session, task: AdapterTask) -> AdapterTask:
@@ -58,32 +58,27 @@ def has_claimable(session: Session, authority_id: str, now: datetime) -> bool:
     )
 
 
-def open_for_exchange(session: Session, exchange_id: str) -> Sequence[AdapterTask]:
-    return session.scalars(
-        select(AdapterTask)
+def mark_leased(session: Session, task_id: str, until: datetime) -> None:
+    session.execute(
+        update(AdapterTask)
+        .where(AdapterTask.id == task_id)
+        .values(state="leased", lease_until=until, attempts=AdapterTask.attempts + 1)
+    )
+
+
+def close_open(session: Session, exchange_id: str, state: str, now: datetime) -> None:
+    """End the open (pending or leased) tasks of an exchange; their payload holds the subject, so it goes."""
+    session.execute(
+        update(AdapterTask)
         .where(AdapterTask.exchange_id == exchange_id, AdapterTask.state.in_(("pending", "leased")))
-        .with_for_update()
-    ).all()
+        .values(state=state, payload=None, lease_until=None, completed_at=now)
+        .execution_options(synchronize_session="fetch")
+    )
 
 
-def lock_exchange(session: Session, exchange_id: str) -> Exchange | None:
-    return session.scalars(select(Exchange).where(Exchange.id == exchange_id).with_for_update()).first()
-
-
-def exchange_state(session: Session, exchange_id: str) -> str | None:
-    return session.scalar(select(Exchange.state).where(Exchange.id == exchange_id))
-
-
-def overdue_exchanges(session: Session, created_before: datetime, limit: int) -> Sequence[Exchange]:
-    """Exchanges still waiting for their authority that were created before the cut-off, locked."""
-    return session.scalars(
-        select(Exchange)
-        .where(Exchange.state == "routed", Exchange.created_at < created_before)
-        .order_by(Exchange.created_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    ).all()
-
-
-def client(session: Session, client_id: int) -> Client | None:
-    return session.get(Client, client_id)
+def close(session: Session, task_id: str, state: str, now: datetime) -> None:
+    session.execute(
+        update(AdapterTask)
+        .where(AdapterTask.id == task_id)
+        .values(state=state, payload=None, lease_until=None, completed_at=now)
+    )

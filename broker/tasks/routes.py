@@ -18,13 +18,14 @@ from fastapi.concurrency import run_in_threadpool
 
 from adapters.wire import JSON, XML
 from broker.clients.service import Principal
-from broker.deps import AdapterClient, Context
-from broker.exchange.routes import PROBLEM_RESPONSES
-from broker.problems import Problem
+from broker.deps import AdapterClient, Db, Exchanges, Remote, SettingsDep
+from broker.problems import Problem, problem_responses
 from broker.tasks import repository, service
 from broker.tasks.schemas import AnswerOut, TaskList, TaskOut
 
 router = APIRouter(prefix="/v1/adapter", tags=["adapter"])
+
+PROBLEM_RESPONSES = problem_responses(400, 401, 403, 404, 409, 410, 413, 415, 422, 502, 504)
 
 # How often a long poll looks for new work when no task is there.
 POLL_SECONDS = 0.5
@@ -39,22 +40,23 @@ def _authority_of(principal: Principal) -> str:
 @router.get("/tasks", response_model=TaskList, responses=PROBLEM_RESPONSES)
 async def take_tasks(
     principal: AdapterClient,
-    context: Context,
+    db: Db,
+    deps: Exchanges,
+    settings: SettingsDep,
     wait: Annotated[float, Query(ge=0, description="Seconds to wait for a task (long poll)")] = 0,
     limit: Annotated[int, Query(ge=1, le=20)] = 1,
 ) -> TaskList:
     authority_id = _authority_of(principal)
-    settings = context.settings
     deadline = time.monotonic() + min(wait, settings.task_max_wait_seconds)
     lease_for = timedelta(seconds=settings.task_lease_seconds)
 
     def claim() -> list[service.LeasedTask]:
-        now = context.clock.now()
+        now = deps.clock.now()
         # A plain read first, so that idle polls never take a write lock.
-        with context.sessions() as session:
+        with db.read() as session:
             if not repository.has_claimable(session, authority_id, now):
                 return []
-        with context.unit_of_work() as session:
+        with db.unit_of_work() as session:
             return service.lease(session, authority_id, now, lease_for, limit)
 
     while True:
@@ -80,12 +82,13 @@ async def take_tasks(
     )
 
 
-async def _answer(request: Request, principal: Principal, context: Context, task_id: str, expect: str) -> AnswerOut:
+async def _answer(
+    request: Request, principal: Principal, db: Db, deps: Exchanges, remote: Remote, task_id: str, expect: str
+) -> AnswerOut:
     body = await request.body()
 
     def take() -> service.Accepted:
-        deps = context.exchange_dependencies()
-        with context.unit_of_work() as session:
+        with db.unit_of_work() as session:
             return service.answer(
                 session,
                 deps,
@@ -100,7 +103,7 @@ async def _answer(request: Request, principal: Principal, context: Context, task
 
     accepted = await run_in_threadpool(take)
     if accepted.finished is not None:
-        context.remote.ended(accepted.exchange_id, accepted.finished.callback_queued)
+        remote.ended(accepted.exchange_id)
     if accepted.refusal is not None:
         raise accepted.refusal
     return AnswerOut(task=accepted.task_id, exchange_state=accepted.exchange_state, replayed=accepted.replayed)
@@ -112,9 +115,11 @@ async def _answer(request: Request, principal: Principal, context: Context, task
     responses=PROBLEM_RESPONSES,
     openapi_extra={"requestBody": {"content": {XML: {}}, "required": True}},
 )
-async def post_result(task_id: str, request: Request, principal: AdapterClient, context: Context) -> AnswerOut:
+async def post_result(
+    task_id: str, request: Request, principal: AdapterClient, db: Db, deps: Exchanges, remote: Remote
+) -> AnswerOut:
     """The evidence document for the task, signed by the authority."""
-    return await _answer(request, principal, context, task_id, XML)
+    return await _answer(request, principal, db, deps, remote, task_id, XML)
 
 
 @router.post(
@@ -123,6 +128,8 @@ async def post_result(task_id: str, request: Request, principal: AdapterClient, 
     responses=PROBLEM_RESPONSES,
     openapi_extra={"requestBody": {"content": {JSON: {}}, "required": True}},
 )
-async def post_failure(task_id: str, request: Request, principal: AdapterClient, context: Context) -> AnswerOut:
+async def post_failure(
+    task_id: str, request: Request, principal: AdapterClient, db: Db, deps: Exchanges, remote: Remote
+) -> AnswerOut:
     """``{"kind": "not_found" | "ambiguous" | "failed", "detail": "…"}``, signed by the authority."""
-    return await _answer(request, principal, context, task_id, JSON)
+    return await _answer(request, principal, db, deps, remote, task_id, JSON)

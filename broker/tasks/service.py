@@ -24,13 +24,18 @@ from sqlalchemy.orm import Session
 from adapters.protocol import AdapterOutcome, EvidenceQuery, OutcomeKind
 from adapters.signing import SignatureError, SignedMessage, load_public_key, verify
 from adapters.wire import JSON, XML, GarbageAnswer, decode_answer, media_type
-from broker.callbacks import service as callbacks
+from broker.clients import repository as clients
 from broker.clients.service import Principal
 from broker.db.models import AdapterTask, Exchange
-from broker.exchange.service import ExchangeDependencies, conclude, end
+from broker.exchange import lifecycle
+from broker.exchange import repository as exchanges
+from broker.exchange.dependencies import ExchangeDependencies
+from broker.exchange.lifecycle import State
+from broker.exchange.service import conclude
 from broker.logging import get_logger
 from broker.problems import Problem
 from broker.tasks import repository
+from broker.xml.hardened import check_well_formed
 
 log = get_logger(__name__)
 
@@ -47,7 +52,6 @@ class LeasedTask:
 class Finished:
     exchange: Exchange
     problem: Problem | None
-    callback_queued: bool
 
 
 def enqueue(session: Session, query: EvidenceQuery, now: datetime) -> AdapterTask:
@@ -72,55 +76,46 @@ def lease(session: Session, authority_id: str, now: datetime, lease_for: timedel
     for task in repository.claimable(session, authority_id, now, limit):
         if task.payload is None:  # cannot happen for an open task; never hand out an empty one
             continue
-        task.state = "leased"
-        task.lease_until = now + lease_for
-        task.attempts += 1
-        leased.append(LeasedTask(task.id, task.lease_until, task.attempts, dict(task.payload)))
+        taken = LeasedTask(task.id, now + lease_for, task.attempts + 1, dict(task.payload))
+        repository.mark_leased(session, task.id, taken.lease_until)
+        leased.append(taken)
     return leased
 
 
 def finish(session: Session, deps: ExchangeDependencies, exchange_id: str, outcome: AdapterOutcome) -> Finished | None:
-    """End a routed exchange with the authority's outcome; None if it has ended already."""
-    exchange = repository.lock_exchange(session, exchange_id)
-    if exchange is None or exchange.state != "routed":
+    """End a routed exchange with the authority's outcome; None if it has ended already.
+
+    The exchange row is locked first, so that an answer, a second answer and the expiry sweep
+    cannot both end it.
+    """
+    exchange = exchanges.lock(session, exchange_id)
+    if exchange is None or exchange.state != State.ROUTED:
         return None
-    principal = _requester(session, exchange)
-    evidence_type = deps.registry.evidence_type(exchange.evidence_type_id)
-    problem = conclude(session, deps, exchange, principal, evidence_type, outcome)
-    _close_tasks(session, exchange_id, "done" if problem is None or problem.status < 500 else "failed", deps.clock())
-    return Finished(exchange, problem, callbacks.enqueue(session, exchange, deps.clock()))
+    evidence_type = deps.registry.get().evidence_type(exchange.evidence_type_id)
+    requester = clients.name_of(session, exchange.requester_id)
+    problem = conclude(session, deps, exchange, requester, evidence_type, outcome)
+    ended = "done" if problem is None or problem.status < 500 else "failed"
+    repository.close_open(session, exchange_id, ended, deps.clock.now())
+    return Finished(exchange, problem)
 
 
 def expire_overdue(
     session: Session, deps: ExchangeDependencies, max_age: timedelta, limit: int = 100
 ) -> list[Finished]:
     """End every exchange that has waited longer than ``max_age`` for its authority: ``expired``."""
-    now = deps.clock()
+    now = deps.clock.now()
     ended = []
-    for exchange in repository.overdue_exchanges(session, now - max_age, limit):
+    for exchange in exchanges.overdue(session, now - max_age, limit):
         problem = Problem(
             504,
             "exchange.expired",
             f"The authority did not answer within {max_age.total_seconds():g} s; the exchange expired.",
         )
-        end(session, deps, exchange, _requester(session, exchange), "expired", problem)
-        _close_tasks(session, exchange.id, "failed", now)
-        ended.append(Finished(exchange, problem, callbacks.enqueue(session, exchange, now)))
+        requester = clients.name_of(session, exchange.requester_id)
+        lifecycle.transition(session, exchange, State.EXPIRED, at=now, requester=requester, problem=problem)
+        repository.close_open(session, exchange.id, "failed", now)
+        ended.append(Finished(exchange, problem))
     return ended
-
-
-def _close_tasks(session: Session, exchange_id: str, state: str, now: datetime) -> None:
-    for task in repository.open_for_exchange(session, exchange_id):
-        task.state = state
-        task.payload = None  # it holds the subject
-        task.lease_until = None
-        task.completed_at = now
-
-
-def _requester(session: Session, exchange: Exchange) -> Principal:
-    client = repository.client(session, exchange.requester_id)
-    name = client.name if client is not None else f"client-{exchange.requester_id}"
-    return Principal(exchange.requester_id, name, "requester", None, None, frozenset())
 
 
 # --- answers posted by pull adapters ---------------------------------------------------------
@@ -170,7 +165,7 @@ def answer(
             raise Problem(410, "task.closed", "The task ended without an answer (its exchange expired).")
         if task.result_digest != digest:
             raise Problem(409, "task.answer_conflict", "The task was answered before with a different body.")
-        exchange = repository.lock_exchange(session, task.exchange_id)
+        exchange = exchanges.lock(session, task.exchange_id)
         state = exchange.state if exchange is not None else "unknown"
         refusal = None
         if exchange is not None and exchange.reason in _REFUSED:
@@ -184,7 +179,7 @@ def answer(
     task.result_digest = digest
     finished = finish(session, deps, task.exchange_id, outcome)
     if finished is None:  # the exchange ended meanwhile (expired): there is nobody to deliver to
-        task.state, task.payload, task.completed_at = "failed", None, deps.clock()
+        repository.close(session, task.id, "failed", deps.clock.now())
         gone = Problem(410, "task.closed", "The exchange of this task has ended; the answer was not used.")
         return Accepted(task.id, task.exchange_id, "ended", False, None, gone)
     log.info("task_answered", task=task.id, exchange=task.exchange_id, state=finished.exchange.state)
@@ -202,7 +197,7 @@ def _verified_outcome(
     body: bytes,
     headers: Mapping[str, str],
 ) -> AdapterOutcome:
-    authority = deps.registry.authorities.get(task.authority_id)
+    authority = deps.registry.get().authorities.get(task.authority_id)
     if authority is None or not authority.public_key_pem:
         return AdapterOutcome.failure("authority.no_key", f"authority {task.authority_id} has no registered key")
     try:
@@ -215,7 +210,7 @@ def _verified_outcome(
         reason = "authority.unsigned" if error.reason == "signature.missing" else "authority.bad_signature"
         return AdapterOutcome.failure(reason, f"{error.reason}: {error.detail}")
     try:
-        return decode_answer(content_type, body)
+        return decode_answer(content_type, body, check_well_formed)
     except GarbageAnswer as error:
         return AdapterOutcome.failure("authority.garbage", str(error))
 

@@ -177,6 +177,19 @@ def parse_document(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> etree._El
     return parse_xml(data, limits).getroottree()
 
 
+def check_well_formed(data: bytes) -> None:
+    """Refuse bytes that are not well-formed, safe XML with a ``ValueError`` naming the reason code.
+
+    The XML check the adapters' wire format takes (``adapters.wire.XmlCheck``): an authority's
+    evidence goes through the same door as every other inbound XML, while adapters/ does not
+    depend on the broker.
+    """
+    try:
+        parse_xml(data)
+    except XmlIntakeError as error:
+        raise ValueError(error.reason) from None
+
+
 def expect_root(root: etree._Element, allowed: Collection[str]) -> None:
     """Refuse (422) a document whose root is not one of ``allowed`` (Clark names ``{ns}local``)."""
     if root.tag not in allowed:

@@ -20,7 +20,8 @@ import pytest
 from sqlalchemy import create_engine, insert, select
 
 from adapters.identity import name_key
-from broker.db.models import BusinessRegistration, LogEntry
+from adapters.registers.models import BusinessRegistration
+from broker.db.models import LogEntry
 from tests.conftest import LiveBroker, _database_url, free_port, start_broker, stop_process
 from tests.specimen import GEBURT, GEWERBE, MELDE
 

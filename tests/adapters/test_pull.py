@@ -76,9 +76,9 @@ def valid_evidence(remote: Remote) -> bytes:
     from sqlalchemy.orm import Session
 
     from adapters.protocol import EvidenceQuery
-    from adapters.reference import reference_adapter
-    from adapters.registers import sample_subjects
-    from broker.db.models import BusinessRegistration
+    from adapters.registers.models import BusinessRegistration
+    from adapters.registers.queries import sample_subjects
+    from adapters.registers.reference import reference_adapter
     from broker.db.session import make_engine
 
     engine = make_engine(remote.authority_db)

@@ -12,6 +12,7 @@ from adapters.protocol import AdapterOutcome, OutcomeKind
 from adapters.signing import SignatureError, SignedMessage, content_digest, sign, verify
 from adapters.wire import GarbageAnswer, decode_answer, encode_answer
 from broker.callbacks import signing as callbacks
+from broker.xml.hardened import check_well_formed
 
 KEY = Ed25519PrivateKey.generate()
 REQUEST = SignedMessage("application/json", b'{"request_id": "1"}', method="POST", path="/evidence")
@@ -70,9 +71,9 @@ def test_stale_signatures_are_refused() -> None:
 
 def test_wire_answers() -> None:
     found = AdapterOutcome.found(b"<x/>")
-    assert decode_answer(*encode_answer(found)) == found
+    assert decode_answer(*encode_answer(found), check_well_formed) == found
     missing = AdapterOutcome(OutcomeKind.NOT_FOUND, detail="none")
-    assert decode_answer(*encode_answer(missing)) == missing
+    assert decode_answer(*encode_answer(missing), check_well_formed) == missing
     for content_type, body in (
         ("text/plain", b"hello"),
         ("application/xml", b"<x>"),
@@ -81,7 +82,10 @@ def test_wire_answers() -> None:
         ("application/json", b'{"kind": "teapot"}'),
     ):
         with pytest.raises(GarbageAnswer):
-            decode_answer(content_type, body)
+            decode_answer(content_type, body, check_well_formed)
+    # Well-formed is not enough: the broker's intake also refuses unsafe XML.
+    with pytest.raises(GarbageAnswer, match=r"xml\.doctype_forbidden"):
+        decode_answer("application/xml", b"<!DOCTYPE x><x/>", check_well_formed)
 
 
 def test_callback_hmac() -> None:

@@ -6,8 +6,9 @@ from datetime import date
 
 from sqlalchemy import func, select
 
+from adapters.registers.models import BirthRecord, BusinessRegistration, Resident
 from broker.db.migrate import upgrade
-from broker.db.models import Authority, BirthRecord, BusinessRegistration, Resident
+from broker.db.models import Authority
 from broker.db.session import make_engine, make_session_factory, unit_of_work
 from broker.demo.seed import seed
 

@@ -11,7 +11,7 @@ import pytest
 from lxml import etree
 from sqlalchemy import create_engine, insert, select, text
 
-from broker.db.models import BusinessRegistration, Resident
+from adapters.registers.models import BusinessRegistration, Resident
 from broker.keys.store import KeyStore
 from broker.seal.xades import verify_sealed_evidence
 from tests.conftest import REPO_DIR, LiveBroker, start_broker, stop_process

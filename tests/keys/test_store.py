@@ -11,7 +11,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from broker.keys.store import KeyStore, KeyStoreError, key_id
+from broker.keys.jwk import key_id
+from broker.keys.store import KeyStore, KeyStoreError
 
 
 def _b64url_decode(text: str) -> bytes:

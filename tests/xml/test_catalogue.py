@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from broker.xml import catalogue as catalogue_module
 from broker.xml.catalogue import CatalogueError, SchemaCatalogue, import_schemas
+from broker.xml.catalogue import _import as catalogue_import
 from broker.xml.hardened import XmlIntakeError, XmlLimits, element_path, parse_xml
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "xml" / "schemas"
@@ -532,7 +532,7 @@ def test_import_zip_refuses_symlinks(tmp_path: Path) -> None:
 
 
 def test_import_refuses_oversized_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(catalogue_module, "SCHEMA_FILE_LIMITS", XmlLimits(max_bytes=100))
+    monkeypatch.setattr(catalogue_import, "SCHEMA_FILE_LIMITS", XmlLimits(max_bytes=100))
     big = schema("urn:big", "<!--" + "x" * 200 + "-->").encode()
     with pytest.raises(CatalogueError, match="larger than 100 bytes"):
         import_schemas(make_zip(tmp_path / "big.zip", {"big.xsd": big}), tmp_path / "dest")

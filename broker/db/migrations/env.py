@@ -3,6 +3,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
+from adapters.registers.models import RegisterBase
 from broker.db.models import Base
 from broker.db.session import make_engine
 
@@ -12,7 +13,9 @@ config = context.config
 def run(connection: Connection) -> None:
     context.configure(
         connection=connection,
-        target_metadata=Base.metadata,
+        # One history for both: the broker's tables and the demo registers the in-process
+        # reference adapters read.
+        target_metadata=[Base.metadata, RegisterBase.metadata],
         render_as_batch=connection.dialect.name == "sqlite",
     )
     with context.begin_transaction():

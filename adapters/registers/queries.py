@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from adapters.identity import given_names_match, name_key
 from adapters.protocol import Subject
-from broker.db.models import RegisterEntry
+from adapters.registers.models import RegisterEntry
 
 Record = TypeVar("Record", bound=RegisterEntry)
 

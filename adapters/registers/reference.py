@@ -16,8 +16,8 @@ from lxml.builder import ElementMaker
 from sqlalchemy.orm import Session
 
 from adapters.protocol import AdapterOutcome, EvidenceAdapter, EvidenceQuery, OutcomeKind
-from adapters.registers import find_matches
-from broker.db.models import BirthRecord, BusinessRegistration, Resident
+from adapters.registers.models import BirthRecord, BusinessRegistration, Resident
+from adapters.registers.queries import find_matches
 
 COMMON_NS = "urn:de:nachweis:common:1"
 SEX_LABELS = {"w": "weiblich", "m": "maennlich", "d": "divers", "x": "ohne Angabe"}

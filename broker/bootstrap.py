@@ -1,0 +1,138 @@
+"""The composition root: every collaborator of a serving process, built once, wired here only.
+
+Only ``broker.app``, the command line and tests import this module. Everything else receives
+what it needs (narrow, typed) from here: routes through ``broker.deps``, services as arguments.
+The background jobs of a process — sweeps, callback sender, log integrator — start and stop here.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+
+from adapters.http_push import Breakers, PushTransport, TlsSettings
+from broker.audit.integrator import BackgroundIntegrator
+from broker.background import Periodic
+from broker.callbacks.sender import CallbackSender
+from broker.clients.auth import PrincipalCache
+from broker.clock import Clock, SystemClock
+from broker.db.migrate import upgrade
+from broker.db.session import Database, make_engine
+from broker.deps import Services
+from broker.exchange.dependencies import ExchangeDependencies
+from broker.exchange.dispatch import Adapters
+from broker.exchange.sweeps import Sweeps
+from broker.keys.pseudonym import Pseudonymiser
+from broker.keys.store import KeyStore
+from broker.oots.gateway import EdmGateway
+from broker.preview.service import Previews, derive_key
+from broker.registry import repository as registry_repository
+from broker.registry.schemas import RegistryDocument
+from broker.registry.service import RegistryCache
+from broker.seal.sealer import KeySealer
+from broker.settings import Settings
+from broker.tasks.remote import RemoteExchanges
+from broker.xml.catalogue import SchemaCatalogue
+from broker.xml.evidence import EvidenceSchemas
+from broker.xml.hardened import XmlLimits
+
+# A registry change made through one process reaches every other process within this time.
+REGISTRY_REFRESH_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Container:
+    services: Services
+    adapters: Adapters
+    callbacks: CallbackSender
+    jobs: tuple[Periodic | BackgroundIntegrator, ...]
+
+    def start(self) -> None:
+        # Made now, so that the JWKS lists the request-signing key before the first push call.
+        self.services.keys.request_signing_key()
+        for job in self.jobs:
+            job.start()
+
+    def stop(self) -> None:
+        for job in self.jobs:
+            job.stop()
+        self.services.remote.close()
+        self.adapters.close()
+        self.callbacks.close()
+
+    def close(self) -> None:
+        """For commands that built a container without serving: stop what runs, release the database."""
+        self.stop()
+        self.services.database.dispose()
+
+
+def build(settings: Settings, clock: Clock | None = None) -> Container:
+    clock = clock or SystemClock()
+    engine = make_engine(settings.database_url)
+    if settings.is_sqlite:
+        # The embedded database migrates itself; PostgreSQL is migrated by `broker db upgrade`.
+        upgrade(engine)
+    database = Database(engine)
+    catalogue = SchemaCatalogue(settings.schema_dirs)
+    keys = KeyStore(settings.keys_dir, origin=settings.origin)
+    limits = XmlLimits(max_bytes=settings.max_body_bytes)
+
+    def read_registry() -> RegistryDocument:
+        with database.read() as session:
+            return registry_repository.read_document(session)
+
+    registry = RegistryCache(read_registry)
+    evidence = EvidenceSchemas(catalogue, limits)
+    previews = Previews(derive_key(keys.pseudonym_secret()), settings.preview_ttl, clock)
+    tls = TlsSettings(settings.push_client_cert, settings.push_client_key, settings.push_ca_bundle)
+    adapters = Adapters(
+        keys,
+        PushTransport(tls),
+        Breakers(settings.breaker_failure_threshold, settings.breaker_reset_seconds),
+    )
+    deps = ExchangeDependencies(
+        registry=registry,
+        adapters=adapters,
+        evidence=evidence,
+        sealer=KeySealer(keys),
+        pseudonyms=Pseudonymiser(keys.pseudonym_secret),
+        clock=clock,
+        retention=timedelta(hours=settings.evidence_retention_hours),
+        previews=previews,
+    )
+    callbacks = CallbackSender(database, keys, clock, settings.callback_timeout_seconds, settings.callback_max_attempts)
+    send_callbacks = Periodic("callbacks", settings.background_interval_seconds, callbacks.send_due)
+    remote = RemoteExchanges(
+        database,
+        deps,
+        adapters,
+        sync_timeout_seconds=settings.sync_timeout_seconds,
+        push_workers=settings.push_workers,
+        on_ended=send_callbacks.wake,
+    )
+    sweeps = Sweeps(database, deps, timedelta(seconds=settings.exchange_expiry_seconds), on_ended=remote.ended)
+    principals = PrincipalCache(database.sessions)
+    services = Services(
+        settings=settings,
+        database=database,
+        clock=clock,
+        keys=keys,
+        catalogue=catalogue,
+        xml_limits=limits,
+        registry=registry,
+        principals=principals,
+        evidence=evidence,
+        previews=previews,
+        exchanges=deps,
+        remote=remote,
+        gateway=EdmGateway(database, deps, remote, principals, catalogue, limits, previews, settings.origin),
+        exchange_slots=threading.BoundedSemaphore(settings.exchange_concurrency),
+    )
+    jobs = (
+        Periodic("registry", REGISTRY_REFRESH_SECONDS, registry.refresh),
+        Periodic("sweeps", settings.background_interval_seconds, sweeps.run_once),
+        send_callbacks,
+        BackgroundIntegrator(database.sessions, keys, settings.origin, clock.now, settings.integrate_interval_seconds),
+    )
+    return Container(services, adapters, callbacks, jobs)

@@ -1,0 +1,204 @@
+"""Writing ``query:QueryResponse``s: the evidence response, the error response, and the RegRep
+building blocks they (and the Data Service Directory's answers) are made of.
+
+Outgoing documents bind the conventional prefixes (``query``, ``rim``, ``rs``, ``sdg``,
+``xsi``, ``xlink``), which the ``xsi:type`` values they carry rely on.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from lxml import etree
+
+from broker.oots.edm.vocabulary import (
+    DEFAULT_SPECIFICATION,
+    FAILURE,
+    NSMAP,
+    QUERY_NS,
+    RIM_NS,
+    RS_NS,
+    SDG_NS,
+    SUCCESS,
+    XLINK_NS,
+    XML_NS,
+    XSI_NS,
+    Agent,
+    EdmError,
+    NaturalPerson,
+    Text,
+    pick_text,
+)
+
+
+def _q(ns: str, name: str) -> str:
+    return f"{{{ns}}}{name}"
+
+
+def sub(parent: etree._Element, ns: str, tag: str, text: str | None = None, **attrib: str | None) -> etree._Element:
+    element = etree.SubElement(parent, _q(ns, tag), {k: v for k, v in attrib.items() if v is not None})
+    if text is not None:
+        element.text = text
+    return element
+
+
+def _slot(parent: etree._Element, name: str, value_type: str) -> etree._Element:
+    slot = sub(parent, RIM_NS, "Slot", name=name)
+    value = sub(slot, RIM_NS, "SlotValue")
+    value.set(_q(XSI_NS, "type"), f"rim:{value_type}")
+    return value
+
+
+def add_string_slot(parent: etree._Element, name: str, text: str) -> None:
+    sub(_slot(parent, name, "StringValueType"), RIM_NS, "Value", text)
+
+
+def add_datetime_slot(parent: etree._Element, name: str, moment: datetime) -> None:
+    sub(_slot(parent, name, "DateTimeValueType"), RIM_NS, "Value", moment.isoformat(timespec="seconds"))
+
+
+def add_international_slot(parent: etree._Element, name: str, texts: Sequence[Text]) -> None:
+    value = sub(_slot(parent, name, "InternationalStringValueType"), RIM_NS, "Value")
+    for text in texts:
+        localized = sub(value, RIM_NS, "LocalizedString", value=text.value[:1024])
+        if text.lang:
+            localized.set(_q(XML_NS, "lang"), text.lang)
+
+
+def add_any_slot(parent: etree._Element, name: str) -> etree._Element:
+    """An AnyValueType slot; the caller appends the one element it holds."""
+    return _slot(parent, name, "AnyValueType")
+
+
+def add_agent(parent: etree._Element, agent: Agent, name: str = "Agent") -> etree._Element:
+    element = sub(parent, SDG_NS, name)
+    sub(element, SDG_NS, "Identifier", agent.identifier, schemeID=agent.scheme)
+    for text in agent.names or (Text(agent.identifier),):
+        sub(element, SDG_NS, "Name", text.value, lang=text.lang)
+    if agent.country:
+        address = sub(element, SDG_NS, "Address")
+        sub(address, SDG_NS, "AdminUnitLevel1", agent.country)
+    if agent.classification:
+        sub(element, SDG_NS, "Classification", agent.classification)
+    return element
+
+
+def new_response(request_id: str | None, status: str, specification: str | None) -> etree._Element:
+    root = etree.Element(_q(QUERY_NS, "QueryResponse"), nsmap=NSMAP)
+    if request_id:
+        root.set("requestId", request_id)
+    root.set("status", status)
+    if specification is not None:
+        add_string_slot(root, "SpecificationIdentifier", specification)
+    return root
+
+
+def serialise(root: etree._Element) -> bytes:
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def error_response(
+    error: EdmError,
+    *,
+    request_id: str | None,
+    now: datetime,
+    error_provider: Agent,
+    requester: Agent | None = None,
+    specification: str = DEFAULT_SPECIFICATION,
+    response_id: str | None = None,
+) -> bytes:
+    """A QueryResponse with status Failure and exactly one rs:Exception."""
+    root = new_response(request_id, FAILURE, specification)
+    add_string_slot(root, "EvidenceResponseIdentifier", response_id or str(uuid.uuid4()))
+    add_agent(add_any_slot(root, "ErrorProvider"), error_provider)
+    if requester is not None:
+        add_agent(add_any_slot(root, "EvidenceRequester"), requester)
+    exception = sub(root, RS_NS, "Exception", severity=error.severity, message=error.message[:1024], code=error.code)
+    exception.set(_q(XSI_NS, "type"), error.code.exception_type)
+    if error.detail:
+        exception.set("detail", error.detail[:4000])
+    add_datetime_slot(exception, "Timestamp", now)
+    add_string_slot(exception, "Reason", error.reason)
+    if error.preview is not None:
+        add_string_slot(exception, "PreviewLocation", error.preview.location)
+        add_international_slot(exception, "PreviewDescription", error.preview.description)
+        add_string_slot(exception, "PreviewMethod", error.preview.method)
+    return serialise(root)
+
+
+@dataclass(frozen=True)
+class EvidenceMetadata:
+    """What the response says about one evidence document (the ``EvidenceMetadata`` slot)."""
+
+    identifier: str
+    person: NaturalPerson
+    issuing_authority: Agent
+    classification: str
+    titles: tuple[Text, ...]
+    issuing_date: date
+    media_type: str
+    conforms_to: str | None
+    content_id: str  # the MIME Content-ID of the evidence part, without angle brackets
+    registry_object_id: str = field(default_factory=lambda: f"urn:uuid:{uuid.uuid4()}")
+
+
+def evidence_response(
+    *,
+    request_id: str,
+    now: datetime,
+    provider: Agent,
+    requester: Agent | None,
+    evidence: Sequence[EvidenceMetadata],
+    specification: str = DEFAULT_SPECIFICATION,
+    response_id: str | None = None,
+) -> bytes:
+    """A QueryResponse with status Success whose registry objects reference the evidence parts by cid:."""
+    root = new_response(request_id, SUCCESS, specification)
+    add_string_slot(root, "EvidenceResponseIdentifier", response_id or str(uuid.uuid4()))
+    add_datetime_slot(root, "IssueDateTime", now)
+    add_agent(add_any_slot(root, "EvidenceProvider"), provider)
+    if requester is not None:
+        add_agent(add_any_slot(root, "EvidenceRequester"), requester)
+    objects = sub(root, RIM_NS, "RegistryObjectList")
+    for item in evidence:
+        registry_object = sub(objects, RIM_NS, "RegistryObject", id=item.registry_object_id)
+        registry_object.set(_q(XSI_NS, "type"), "rim:ExtrinsicObjectType")
+        _add_evidence_metadata(add_any_slot(registry_object, "EvidenceMetadata"), item)
+        reference = sub(registry_object, RIM_NS, "RepositoryItemRef")
+        reference.set(_q(XLINK_NS, "href"), f"cid:{item.content_id}")
+        reference.set(_q(XLINK_NS, "title"), pick_text(item.titles) or item.classification)
+    return serialise(root)
+
+
+def _add_evidence_metadata(parent: etree._Element, item: EvidenceMetadata) -> None:
+    evidence = sub(parent, SDG_NS, "Evidence")
+    sub(evidence, SDG_NS, "Identifier", item.identifier)
+    add_person(sub(evidence, SDG_NS, "IsAbout"), item.person, "NaturalPerson")
+    add_agent(evidence, item.issuing_authority, "IssuingAuthority")
+    conformant = sub(evidence, SDG_NS, "IsConformantTo")
+    sub(conformant, SDG_NS, "EvidenceTypeClassification", item.classification)
+    for title in item.titles:
+        sub(conformant, SDG_NS, "Title", title.value, lang=title.lang)
+    sub(evidence, SDG_NS, "IssuingDate", item.issuing_date.isoformat())
+    distribution = sub(evidence, SDG_NS, "Distribution")
+    sub(distribution, SDG_NS, "Format", item.media_type)
+    if item.conforms_to:
+        sub(distribution, SDG_NS, "ConformsTo", item.conforms_to)
+
+
+def add_person(parent: etree._Element, person: NaturalPerson, name: str = "Person") -> etree._Element:
+    """The person as the request named them (without the level of assurance, which is about the login)."""
+    element = sub(parent, SDG_NS, name)
+    if person.identifier:
+        sub(element, SDG_NS, "Identifier", person.identifier, schemeID=person.identifier_scheme)
+    sub(element, SDG_NS, "FamilyName", person.family_name)
+    sub(element, SDG_NS, "GivenName", person.given_name)
+    sub(element, SDG_NS, "DateOfBirth", person.date_of_birth.isoformat())
+    if person.birth_name:
+        sub(element, SDG_NS, "BirthName", person.birth_name)
+    if person.place_of_birth:
+        sub(element, SDG_NS, "PlaceOfBirth", person.place_of_birth)
+    return element
