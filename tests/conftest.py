@@ -16,10 +16,15 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 from sqlalchemy import create_engine, make_url
+
+if TYPE_CHECKING:
+    from broker.db.session import Database
+    from tests.world import World
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 SHARED_DIR = (REPO_DIR / ".." / "shared").resolve()
@@ -101,6 +106,30 @@ def seeded_database_url(
             seed(session)
         engine.dispose()
         yield url
+
+
+@pytest.fixture(scope="session")
+def service_database(
+    backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Database]:
+    """A migrated, empty database per backend for in-process service tests (tests/world.py)."""
+    from broker.db.migrate import upgrade
+    from broker.db.session import Database, make_engine
+
+    for url in _database_url(backend, request, tmp_path_factory.mktemp(f"services-{backend}")):
+        engine = make_engine(url)
+        upgrade(engine)
+        database = Database(engine)
+        yield database
+        database.dispose()
+
+
+@pytest.fixture
+def world(service_database: Database) -> World:
+    """The exchange's services over a real database, with fakes for authorities, seal and clock."""
+    from tests.world import build_world
+
+    return build_world(service_database)
 
 
 def free_port() -> int:

@@ -15,7 +15,7 @@ from lxml import etree
 from lxml.builder import ElementMaker
 from sqlalchemy.orm import Session
 
-from adapters.protocol import AdapterOutcome, EvidenceAdapter, EvidenceQuery, OutcomeKind
+from adapters.protocol import AdapterOutcome, EvidenceQuery, OutcomeKind
 from adapters.registers.models import BirthRecord, BusinessRegistration, Resident
 from adapters.registers.queries import find_matches
 
@@ -26,40 +26,34 @@ SEX_LABELS = {"w": "weiblich", "m": "maennlich", "d": "divers", "x": "ohne Angab
 class RegisterAdapter:
     """One register of one authority: matching is shared, each register renders its own document."""
 
-    def __init__(
-        self,
-        session: Session,
-        authority_id: str,
-        authority_name: str,
-        authority_ars: str,
-        model: type[Resident] | type[BirthRecord] | type[BusinessRegistration],
-        render: Callable[[Any, etree._Element], etree._Element],
-        namespace: str,
-    ) -> None:
+    def __init__(self, session: Session, authority_id: str, authority_name: str, authority_ars: str, register: str):
         self._session = session
         self._authority = (authority_id, authority_name, authority_ars)
-        self._model = model
-        self._render = render
-        self._namespace = namespace
+        self._register = register
 
     def fetch(self, query: EvidenceQuery) -> AdapterOutcome:
-        matches: Sequence[Any] = find_matches(self._session, self._model, self._authority[0], query.subject)
+        model = REGISTERS[self._register][0]
+        matches: Sequence[Any] = find_matches(self._session, model, self._authority[0], query.subject)
         if not matches:
             return AdapterOutcome(OutcomeKind.NOT_FOUND, detail="no register entry matches the subject")
         if len(matches) > 1:
             return AdapterOutcome(
                 OutcomeKind.AMBIGUOUS, detail=f"{len(matches)} register entries match; give more attributes"
             )
-        document = self._render(matches[0], self._issuance(query))
-        return AdapterOutcome.found(etree.tostring(document, xml_declaration=True, encoding="UTF-8"))
+        return AdapterOutcome.found(issue(self._register, matches[0], *self._authority, query.request_id))
 
-    def _issuance(self, query: EvidenceQuery) -> etree._Element:
-        authority_id, name, ars = self._authority
-        return _document_maker(self._namespace).Ausstellung(
-            c.NachweisId(f"{authority_id}/{query.request_id}"),
-            c.Ausstellungszeitpunkt(datetime.now(UTC).isoformat(timespec="seconds")),
-            c.Aussteller(c.Kennung(authority_id), c.Name(name), c.Regionalschluessel(ars)),
-        )
+
+def issue(
+    register: str, record: Any, authority_id: str, authority_name: str, authority_ars: str, request_id: str
+) -> bytes:
+    """The register's document about ``record``, issued by the authority for the broker's ``request_id``."""
+    _model, render, namespace = REGISTERS[register]
+    issuance = _document_maker(namespace).Ausstellung(
+        c.NachweisId(f"{authority_id}/{request_id}"),
+        c.Ausstellungszeitpunkt(datetime.now(UTC).isoformat(timespec="seconds")),
+        c.Aussteller(c.Kennung(authority_id), c.Name(authority_name), c.Regionalschluessel(authority_ars)),
+    )
+    return etree.tostring(render(record, issuance), xml_declaration=True, encoding="UTF-8")
 
 
 def _document_maker(namespace: str) -> ElementMaker:
@@ -147,6 +141,5 @@ REGISTERS: dict[str, tuple[type[Any], Callable[[Any, etree._Element], etree._Ele
 }
 
 
-def reference_adapter(session: Session, authority_id: str, name: str, ars: str, register: str) -> EvidenceAdapter:
-    model, render, namespace = REGISTERS[register]
-    return RegisterAdapter(session, authority_id, name, ars, model, render, namespace)
+def reference_adapter(session: Session, authority_id: str, name: str, ars: str, register: str) -> RegisterAdapter:
+    return RegisterAdapter(session, authority_id, name, ars, register)

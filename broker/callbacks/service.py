@@ -23,6 +23,8 @@ def enqueue(session: Session, exchange: Exchange, now: datetime) -> bool:
     """Queue the callback of an ended exchange; False if it asked for none."""
     if not exchange.callback_url:
         return False
+    # The models declare no relationship, so the flush would not know the exchange row must come first.
+    session.flush()
     repository.add(
         session,
         CallbackDelivery(exchange_id=exchange.id, state="pending", attempts=0, due_at=now, created_at=now),
