@@ -2,20 +2,45 @@
 
 from __future__ import annotations
 
+import importlib
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from sqlalchemy.orm import Session
 
-from broker.audit.commands import audit
-from broker.seal.commands import evidence, keys
 from broker.settings import get_settings
-from broker.tasks.commands import adapters
-from broker.xml.commands import schemas
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
-@click.group()
+class DomainCommands(click.Group):
+    """The top-level group; the domain packages' own command groups are imported only when named.
+
+    So `broker clients add` (run once per client by operators, and often by the tests) does not
+    load the XML schema stack, the audit verifier and the seal just to be parsed.
+    """
+
+    GROUPS = {
+        "adapters": "broker.tasks.commands",
+        "audit": "broker.audit.commands",
+        "evidence": "broker.seal.commands",
+        "keys": "broker.seal.commands",
+        "schemas": "broker.xml.commands",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.GROUPS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.GROUPS:
+            command: click.Command = getattr(importlib.import_module(self.GROUPS[cmd_name]), cmd_name)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=DomainCommands)
 def main() -> None:
     """Once-Only evidence broker."""
 
@@ -161,11 +186,6 @@ def _callback_secret(name: str) -> str:
 def clients_callback_secret(name: str) -> None:
     """Print the secret a requester verifies the broker's callbacks with (derived; see broker/callbacks)."""
     click.echo(_callback_secret(name))
-
-
-# The domain packages bring their own command groups.
-for group in (adapters, audit, evidence, keys, schemas):
-    main.add_command(group)
 
 
 if __name__ == "__main__":
