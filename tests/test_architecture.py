@@ -161,7 +161,8 @@ def test_the_check_catches_what_it_forbids(copy_of_the_code: Path, relative: str
 
 def test_the_check_catches_a_state_assigned_outside_the_lifecycle(copy_of_the_code: Path) -> None:
     # Two spaces before "=", so that the planted line does not match the grep for state assignments.
-    _plant(copy_of_the_code, "broker/preview/service.py", "def _cheat(e: Exchange) -> None:\n    e.state  = 'delivered'")
+    cheat = "def _cheat(e: Exchange) -> None:\n    e.state  = 'delivered'"
+    _plant(copy_of_the_code, "broker/preview/service.py", cheat)
     assert state_assignments(copy_of_the_code) == ["broker.preview.service:" + str(_last_line(copy_of_the_code))]
 
 
