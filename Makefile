@@ -14,6 +14,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 
+# The development environment: loopback callbacks and links from the Host header are allowed here only.
+run: export BROKER_ENV := development
+# Loopback authorities and callback receivers of a local demo (see the README's "Outbound calls").
+run: export BROKER_EGRESS_ALLOW := 127.0.0.0/8,::1
 run: $(VENV)/.installed
 	$(BIN)/broker db upgrade
 	$(BIN)/broker demo seed

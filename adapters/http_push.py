@@ -31,7 +31,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -41,9 +41,21 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from adapters.protocol import AdapterOutcome, EvidenceQuery
 from adapters.signing import SignatureError, SignedMessage, content_digest, load_public_key, sign, verify
-from adapters.wire import JSON, GarbageAnswer, XmlCheck, decode_answer
+from adapters.wire import JSON, MAX_ANSWER_BYTES, GarbageAnswer, XmlCheck, decode_answer
 
 T = TypeVar("T")
+
+# Builds the push client's transport from its connection limits and TLS options (httpx's
+# ``verify``/``cert``): the broker passes one that enforces its egress policy.
+TransportFactory = Callable[[httpx.Limits, dict[str, Any]], httpx.AsyncBaseTransport]
+
+
+class DestinationRefused(httpx.TransportError):
+    """An injected transport refused to call where the URL points (the broker's egress policy): nothing was sent."""
+
+    def __init__(self, reason: str, detail: str, request: httpx.Request | None = None) -> None:
+        super().__init__(f"{reason}: {detail}", request=request)
+        self.reason = reason
 
 
 class CircuitBreaker:
@@ -127,12 +139,14 @@ class PushTransport:
     """One event loop thread and one pooled async HTTP client for all push calls of a process.
 
     The async client lets a call be cancelled at its deadline wherever it is; callers stay
-    synchronous and block on the result.
+    synchronous and block on the result. Its transport is the caller's: the broker's decides
+    where a call may go (``broker.egress``).
     """
 
-    def __init__(self, tls: TlsSettings | None = None, max_connections: int = 100) -> None:
+    def __init__(self, transport: TransportFactory, tls: TlsSettings | None = None, max_connections: int = 100) -> None:
         self._tls = tls or TlsSettings()
         self._max_connections = max_connections
+        self._transport = transport
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: httpx.AsyncClient | None = None
@@ -148,21 +162,36 @@ class PushTransport:
     def _http(self) -> httpx.AsyncClient:
         # Created on the loop's thread, where it is used.
         if self._client is None:
-            self._client = httpx.AsyncClient(
-                limits=httpx.Limits(max_connections=self._max_connections),
-                follow_redirects=False,
-                trust_env=False,
-                **self._tls.httpx_options(),
-            )
+            transport = self._transport(httpx.Limits(max_connections=self._max_connections), self._tls.httpx_options())
+            self._client = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
         return self._client
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self._start()).result()
 
-    async def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> httpx.Response:
-        response = await self._http().post(url, content=body, headers=headers, timeout=timeout)
-        await response.aread()
-        return response
+    async def post(
+        self, url: str, body: bytes, headers: dict[str, str], timeout: float
+    ) -> tuple[httpx.Response, bytes]:
+        """The response and, for a 200, its body: read up to MAX_ANSWER_BYTES, the call cut off beyond.
+
+        Raises :class:`GarbageAnswer` for an answer too large or content-encoded (a compressed
+        answer could inflate far beyond the limit within one chunk; the request asks for identity).
+        """
+        async with self._http().stream("POST", url, content=body, headers=headers, timeout=timeout) as response:
+            if response.status_code != 200:
+                return response, b""  # the status alone decides; whatever follows is not read
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
+                raise GarbageAnswer(f"the answer announces {declared} bytes, over the limit of {MAX_ANSWER_BYTES}")
+            encoding = response.headers.get("content-encoding", "identity").strip().lower()
+            if encoding != "identity":
+                raise GarbageAnswer(f"the answer is content-encoded ({encoding}); answers are sent as they are")
+            content = bytearray()
+            async for chunk in response.aiter_raw():
+                content += chunk
+                if len(content) > MAX_ANSWER_BYTES:
+                    raise GarbageAnswer(f"the answer exceeds {MAX_ANSWER_BYTES} bytes; reading stopped there")
+            return response, bytes(content)
 
     def close(self) -> None:
         with self._lock:
@@ -245,7 +274,7 @@ class HttpPushAdapter:
     ) -> tuple[AdapterOutcome, bool | None]:
         """The outcome, and what it says about the authority's availability (None: nothing)."""
         path = urlsplit(self.endpoint_url).path or "/"
-        headers = {"Content-Type": JSON, "Accept": "application/xml, application/json"}
+        headers = {"Content-Type": JSON, "Accept": "application/xml, application/json", "Accept-Encoding": "identity"}
         headers |= sign(SignedMessage(JSON, body, method="POST", path=path), signing_key or self._signing_key)
         attempt = 0
         while True:
@@ -253,8 +282,15 @@ class HttpPushAdapter:
             if remaining <= 0:
                 return self._timeout(), False
             try:
-                response = await self._transport.post(self.endpoint_url, body, headers, remaining)
+                response, content = await self._transport.post(self.endpoint_url, body, headers, remaining)
                 break
+            except GarbageAnswer as error:
+                # The authority is up; its answer is not one of the protocol.
+                return AdapterOutcome.failure("authority.garbage", str(error)), True
+            except DestinationRefused as refused:
+                # The broker's policy, not the authority: nothing to retry, nothing about its availability.
+                detail = f"the broker's egress policy refuses the authority's endpoint ({refused.reason})"
+                return AdapterOutcome.failure("authority.egress_refused", detail), None
             except (httpx.ConnectError, httpx.ConnectTimeout) as error:
                 # Nothing reached the authority, so trying again cannot duplicate anything.
                 attempt += 1
@@ -270,9 +306,11 @@ class HttpPushAdapter:
                 return AdapterOutcome.failure(
                     "authority.connection_lost", f"the connection failed mid-call ({type(error).__name__})"
                 ), False
-        return self._read(response, content_digest(body))
+        return self._read(response, content, content_digest(body))
 
-    def _read(self, response: httpx.Response, request_digest: str) -> tuple[AdapterOutcome, bool | None]:
+    def _read(
+        self, response: httpx.Response, content: bytes, request_digest: str
+    ) -> tuple[AdapterOutcome, bool | None]:
         if response.status_code >= 500:
             return AdapterOutcome.failure(
                 "authority.server_error", f"the authority answered HTTP {response.status_code}"
@@ -282,7 +320,7 @@ class HttpPushAdapter:
                 "authority.refused", f"the authority refused the request with HTTP {response.status_code}"
             ), None
         content_type = response.headers.get("content-type", "")
-        message = SignedMessage(content_type, response.content, status=200, request_digest=request_digest)
+        message = SignedMessage(content_type, content, status=200, request_digest=request_digest)
         try:
             assert self._public_key_pem is not None
             verify(message, response.headers, load_public_key(self._public_key_pem))
@@ -290,6 +328,6 @@ class HttpPushAdapter:
             reason = "authority.unsigned" if error.reason == "signature.missing" else "authority.bad_signature"
             return AdapterOutcome.failure(reason, f"{error.reason}: {error.detail}"), True
         try:
-            return decode_answer(content_type, response.content, self._check_xml), True
+            return decode_answer(content_type, content, self._check_xml), True
         except GarbageAnswer as error:
             return AdapterOutcome.failure("authority.garbage", str(error)), True

@@ -7,10 +7,15 @@ bindings carry the same two shapes as JSON (``to_json``/``from_json``).
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from datetime import date
 from enum import StrEnum
 from typing import Any, Protocol
+
+# An authority's detail is kept with the exchange and shown to the requester: text without control
+# characters (tab and line breaks aside) or lone surrogates, which databases refuse (NUL) or cannot encode.
+_NOT_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,8 @@ class AdapterOutcome:
         detail = data.get("detail") or ""
         if not isinstance(detail, str) or (evidence is not None and not isinstance(evidence, str)):
             raise ValueError("detail and evidence must be strings")
+        if _NOT_TEXT.search(detail):
+            raise ValueError("detail must not contain control characters")
         if (kind is OutcomeKind.EVIDENCE) != (evidence is not None):
             raise ValueError("evidence is present exactly when kind is 'evidence'")
         return cls(kind, evidence.encode("utf-8") if evidence is not None else None, detail[:500])

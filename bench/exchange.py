@@ -143,6 +143,7 @@ def main() -> None:
             "BROKER_DATABASE_URL": database_url,
             "BROKER_KEYS_DIR": keys,
             "BROKER_LOG_LEVEL": "warning",
+            "BROKER_ENV": "development",
         }
         env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
         hello_port, broker_port = free_port(), free_port()

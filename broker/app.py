@@ -9,10 +9,11 @@ from fastapi import FastAPI
 
 from broker import bootstrap
 from broker.audit.routes import router as audit_router
+from broker.clients.routes import router as clients_router
 from broker.consent.routes import router as consent_router
 from broker.exchange.routes import router as exchange_router
 from broker.logging import configure_logging
-from broker.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from broker.middleware import BodyLimitMiddleware, RequestContextMiddleware, RequestGuardMiddleware
 from broker.oots.routes import router as oots_router
 from broker.ops.routes import router as ops_router
 from broker.preview.routes import router as preview_router
@@ -25,6 +26,7 @@ ROUTERS = (
     exchange_router,
     consent_router,
     registry_router,
+    clients_router,
     ops_router,
     tasks_router,
     audit_router,
@@ -32,9 +34,15 @@ ROUTERS = (
     preview_router,
 )
 
+# Where XML documents arrive (OOTS requests, pull adapters' answers): these paths take bodies up
+# to BROKER_MAX_BODY_BYTES; everything else up to BROKER_MAX_JSON_BYTES.
+LARGE_BODY_PATHS = ("/oots/edm", "/v1/adapter/")
+
 
 def create_app(settings: Settings | None = None, container: bootstrap.Container | None = None) -> FastAPI:
     settings = settings or get_settings()
+    if problems := settings.serving_problems():
+        raise RuntimeError("; ".join(problems))
     configure_logging(settings.log_level)
     built = container or bootstrap.build(settings)
 
@@ -56,6 +64,14 @@ def create_app(settings: Settings | None = None, container: bootstrap.Container 
     install_problem_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # The last added runs first: bodies too large by their Content-Length are refused before the
+    # guard spends a token lookup on them.
+    app.add_middleware(RequestGuardMiddleware, principals=built.services.principals, bearer_prefix="/v1/")
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_json_bytes,
+        large_max_bytes=settings.max_body_bytes,
+        large_paths=LARGE_BODY_PATHS,
+    )
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -20,6 +20,7 @@ from broker.clock import Clock, SystemClock
 from broker.db.migrate import upgrade
 from broker.db.session import Database, make_engine
 from broker.deps import Services
+from broker.egress import EgressPolicy, push_transport
 from broker.exchange.dependencies import ExchangeDependencies
 from broker.exchange.dispatch import Adapters
 from broker.exchange.sweeps import Sweeps
@@ -85,10 +86,12 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
     registry = RegistryCache(read_registry)
     evidence = EvidenceSchemas(catalogue, limits)
     previews = Previews(derive_key(keys.pseudonym_secret()), settings.preview_ttl, clock)
+    # Every outbound call of the process (push calls, callbacks) goes through this one policy.
+    egress = EgressPolicy.from_settings(settings)
     tls = TlsSettings(settings.push_client_cert, settings.push_client_key, settings.push_ca_bundle)
     adapters = Adapters(
         keys,
-        PushTransport(tls),
+        PushTransport(push_transport(egress), tls),
         Breakers(settings.breaker_failure_threshold, settings.breaker_reset_seconds),
     )
     deps = ExchangeDependencies(
@@ -101,7 +104,18 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         retention=timedelta(hours=settings.evidence_retention_hours),
         previews=previews,
     )
-    callbacks = CallbackSender(database, keys, clock, settings.callback_timeout_seconds, settings.callback_max_attempts)
+    callbacks = CallbackSender(
+        database,
+        keys,
+        clock,
+        egress,
+        timeout_seconds=settings.callback_timeout_seconds,
+        max_attempts=settings.callback_max_attempts,
+        concurrency=settings.callback_concurrency,
+        per_requester=settings.callback_concurrency_per_requester,
+        # The job is made just below; no send can end before it runs.
+        on_free=lambda: send_callbacks.wake(),
+    )
     send_callbacks = Periodic("callbacks", settings.background_interval_seconds, callbacks.send_due)
     remote = RemoteExchanges(
         database,
@@ -112,7 +126,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         on_ended=send_callbacks.wake,
     )
     sweeps = Sweeps(database, deps, timedelta(seconds=settings.exchange_expiry_seconds), on_ended=remote.ended)
-    principals = PrincipalCache(database.sessions)
+    principals = PrincipalCache(database, clock)
     services = Services(
         settings=settings,
         database=database,
@@ -128,6 +142,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         remote=remote,
         gateway=EdmGateway(database, deps, remote, principals, catalogue, limits, previews, settings.origin),
         exchange_slots=threading.BoundedSemaphore(settings.exchange_concurrency),
+        egress=egress,
     )
     jobs = (
         Periodic("registry", REGISTRY_REFRESH_SECONDS, registry.refresh),

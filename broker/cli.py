@@ -12,7 +12,12 @@ import click
 from broker.settings import get_settings
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime
+
     from sqlalchemy.orm import Session
+
+    from broker.db.models import Client
 
 
 class DomainCommands(click.Group):
@@ -54,6 +59,8 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     import uvicorn
 
     settings = get_settings()
+    if problems := settings.serving_problems():
+        raise click.ClickException("; ".join(problems))
     # The app migrates an embedded (SQLite) database itself at start-up (broker.bootstrap.build).
     uvicorn.run(
         "broker.app:create_app",
@@ -62,7 +69,8 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
         port=port or settings.port,
         workers=workers,
         access_log=False,
-        log_level=settings.log_level,
+        # uvicorn's debug lines name clients' addresses; the broker's own debug lines do not.
+        log_level="info" if settings.log_level.lower() == "debug" else settings.log_level,
     )
 
 
@@ -122,20 +130,31 @@ def registry() -> None:
 @registry.command("load")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def registry_load(file: Path) -> None:
-    """Replace the registry with the TOML FILE (format: see broker/demo/registry-mv.toml)."""
+    """Replace the registry with the TOML FILE (format: see broker/demo/registry-mv.toml); the
+    change is a log entry (actor "cli")."""
+    from datetime import UTC, datetime
+
     from pydantic import ValidationError
 
-    from broker.registry import repository
-    from broker.registry.service import read_toml
+    from broker.clients.service import CLI_ACTOR
+    from broker.egress import EgressPolicy
+    from broker.problems import Problem
+    from broker.registry.service import read_toml, replace_registry
 
     try:
         document = read_toml(file)
     except (ValidationError, ValueError) as error:
         raise click.ClickException(f"{file}: {error}") from None
-    with _unit_of_work() as session:
-        repository.replace_document(session, document)
+    egress = EgressPolicy.from_settings(get_settings())
+    try:
+        with _unit_of_work() as session:
+            # The operator replaces whatever is there: the command is the explicit replacement.
+            replace_registry(session, document, actor=CLI_ACTOR, now=datetime.now(UTC), if_match="*", egress=egress)
+    except Problem as refusal:
+        raise click.ClickException(f"{file}: {refusal.detail}") from None
     click.echo(
-        f"loaded {len(document.evidence_types)} evidence types, {len(document.authorities)} authorities, "
+        f"loaded {len(document.evidence_types)} evidence types, {len(document.purposes)} purposes, "
+        f"{len(document.legal_bases)} legal bases, {len(document.authorities)} authorities, "
         f"{len(document.routes)} routes"
     )
 
@@ -145,20 +164,73 @@ def clients() -> None:
     """Clients and their tokens."""
 
 
+def _token_lifetime(command: Callable[..., None]) -> Callable[..., None]:
+    """The options of a command that issues a token: when it expires (default: never)."""
+    command = click.option(
+        "--expires-at", default=None, metavar="TIMESTAMP", help="Token expiry, e.g. 2027-06-30T00:00:00Z."
+    )(command)
+    return click.option("--expires-in", default=None, type=int, metavar="DAYS", help="Token lifetime in days.")(command)
+
+
+def _expiry(now: datetime, expires_in: int | None, expires_at: str | None) -> datetime | None:
+    from datetime import datetime
+
+    from broker.clients.service import ClientError, expiry
+
+    moment = None
+    if expires_at is not None:
+        try:
+            moment = datetime.fromisoformat(expires_at)
+        except ValueError:
+            raise ClientError(f"--expires-at {expires_at!r}: expected an ISO 8601 timestamp with time zone") from None
+    return expiry(now, expires_in, moment)
+
+
 @clients.command("add")
 @click.argument("name")
-@click.option("--role", required=True, type=click.Choice(["requester", "adapter", "auditor", "admin"]))
+@click.option("--role", required=True, type=click.Choice(["requester", "adapter", "auditor", "admin", "metrics"]))
 @click.option("--allow", "allows", multiple=True, metavar="EVIDENCE_TYPE[=PURPOSE]", help="Grant (requesters).")
 @click.option("--agent", default=None, metavar="SCHEME:ID", help="OOTS agent identifier of a requester.")
 @click.option("--authority", default=None, metavar="ID", help="The authority an adapter client answers for.")
-def clients_add(name: str, role: str, allows: tuple[str, ...], agent: str | None, authority: str | None) -> None:
+@click.option(
+    "--callback-origin", "callback_origins", multiple=True, metavar="URL",
+    help="Where a requester's callbacks and preview links may point (https://host[:port]); repeatable.",
+)  # fmt: skip
+@_token_lifetime
+def clients_add(
+    name: str,
+    role: str,
+    allows: tuple[str, ...],
+    agent: str | None,
+    authority: str | None,
+    callback_origins: tuple[str, ...],
+    expires_in: int | None,
+    expires_at: str | None,
+) -> None:
     """Create a client and print its bearer token (alone on the last line; shown only now)."""
-    from broker.clients.service import ClientError, add_client, parse_grant
+    from datetime import UTC, datetime
 
+    from broker.clients.service import CLI_ACTOR, ClientError, add_client, parse_grant
+    from broker.egress import EgressPolicy
+
+    now = datetime.now(UTC)
     try:
         grants = [parse_grant(a) for a in allows]
+        expiry = _expiry(now, expires_in, expires_at)
         with _unit_of_work() as session:
-            token = add_client(session, name, role, grants, agent_id=agent, authority_id=authority)
+            token = add_client(
+                session,
+                name,
+                role,
+                grants,
+                agent_id=agent,
+                authority_id=authority,
+                expires_at=expiry,
+                callback_origins=callback_origins,
+                egress=EgressPolicy.from_settings(get_settings()),
+                actor=CLI_ACTOR,
+                now=now,
+            )
     except ClientError as error:
         raise click.ClickException(str(error)) from None
     if role == "requester":
@@ -186,6 +258,103 @@ def _callback_secret(name: str) -> str:
 def clients_callback_secret(name: str) -> None:
     """Print the secret a requester verifies the broker's callbacks with (derived; see broker/callbacks)."""
     click.echo(_callback_secret(name))
+
+
+@clients.command("list")
+def clients_list() -> None:
+    """Every client with its role, status (active, disabled, expired, removed), token expiry and creation."""
+    from datetime import UTC, datetime
+
+    from broker.clients import repository
+    from broker.clients.service import status_of
+
+    now = datetime.now(UTC)
+    with _unit_of_work() as session:
+        rows = [
+            (c.name, c.role, status_of(c, now).value, _moment(c.expires_at), _moment(c.created_at))
+            for c in repository.all_clients(session)
+        ]
+    widths = [max(len(row[i]) for row in [_LIST_HEADER, *rows]) for i in range(len(_LIST_HEADER))]
+    for row in [_LIST_HEADER, *rows]:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+_LIST_HEADER = ("NAME", "ROLE", "STATUS", "EXPIRES", "CREATED")
+
+
+def _moment(moment: datetime | None) -> str:
+    from broker.clock import as_utc
+
+    return "-" if moment is None else as_utc(moment).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _change(change: Callable[..., Client], name: str) -> Client:
+    """Apply a lifecycle change to the client ``name`` in one transaction (logged with actor "cli")."""
+    from datetime import UTC, datetime
+
+    from broker.clients.service import CLI_ACTOR, ClientError
+
+    try:
+        with _unit_of_work() as session:
+            return change(session, name, actor=CLI_ACTOR, now=datetime.now(UTC))
+    except ClientError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@clients.command("disable")
+@click.argument("name")
+def clients_disable(name: str) -> None:
+    """Refuse the client's token from now on, in every broker process (`enable` undoes it)."""
+    from broker.clients.service import disable
+
+    _change(disable, name)
+    click.echo(f"client {name!r} is disabled: its token is refused")
+
+
+@clients.command("enable")
+@click.argument("name")
+def clients_enable(name: str) -> None:
+    """Accept a disabled client's token again."""
+    from datetime import UTC, datetime
+
+    from broker.clients.service import ClientStatus, enable, status_of
+
+    client = _change(enable, name)
+    click.echo(f"client {name!r} is enabled")
+    if status_of(client, datetime.now(UTC)) is ClientStatus.EXPIRED:
+        click.echo(
+            f"its token expired at {_moment(client.expires_at)}: `broker clients rotate-token {name}` issues one"
+        )
+
+
+@clients.command("rotate-token")
+@click.argument("name")
+@_token_lifetime
+def clients_rotate_token(name: str, expires_in: int | None, expires_at: str | None) -> None:
+    """Give the client a new token (printed alone on the last line); the old one is refused at once."""
+    from datetime import UTC, datetime
+
+    from broker.clients.service import CLI_ACTOR, ClientError, rotate_token
+
+    now = datetime.now(UTC)
+    try:
+        expiry = _expiry(now, expires_in, expires_at)
+        with _unit_of_work() as session:
+            _, token = rotate_token(session, name, expires_at=expiry, actor=CLI_ACTOR, now=now)
+    except ClientError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"new token of client {name!r} (the old one is refused; store it now, it is not shown again):")
+    click.echo(token)
+
+
+@clients.command("remove")
+@click.argument("name")
+def clients_remove(name: str) -> None:
+    """Remove the client for good: its token is refused; its exchanges and log entries stay readable."""
+    from broker.clients.service import remove
+
+    _change(remove, name)
+    click.echo(f"client {name!r} is removed; its name is not given to another client")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from broker.clients.auth import PrincipalCache, authenticate
 from broker.clients.service import Principal
 from broker.clock import Clock
 from broker.db.session import Database
+from broker.egress import EgressPolicy
 from broker.exchange.dependencies import ExchangeDependencies
 from broker.keys.store import KeyStore
 from broker.oots.gateway import EdmGateway
@@ -48,6 +49,8 @@ class Services:
     # Exchange work is CPU-bound Python under one GIL: beyond a few at once, threads only convoy.
     # Waiting (long polls, the synchronous window of remote exchanges) is not counted.
     exchange_slots: threading.BoundedSemaphore
+    # Where outbound calls may go; registry changes check authority endpoints against it.
+    egress: EgressPolicy
 
 
 def services(request: Request) -> Services:
@@ -111,6 +114,10 @@ def _exchange_slots(request: Request) -> threading.BoundedSemaphore:
     return services(request).exchange_slots
 
 
+def _egress(request: Request) -> EgressPolicy:
+    return services(request).egress
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 Db = Annotated[Database, Depends(_database)]
 ClockDep = Annotated[Clock, Depends(_clock)]
@@ -125,6 +132,7 @@ Exchanges = Annotated[ExchangeDependencies, Depends(_exchanges)]
 Remote = Annotated[RemoteExchanges, Depends(_remote)]
 Gateway = Annotated[EdmGateway, Depends(_gateway)]
 ExchangeSlots = Annotated[threading.BoundedSemaphore, Depends(_exchange_slots)]
+Egress = Annotated[EgressPolicy, Depends(_egress)]
 
 
 def require(*roles: str) -> Callable[[Request, PrincipalCache], Principal]:
@@ -138,3 +146,4 @@ Requester = Annotated[Principal, Depends(require("requester"))]
 Auditor = Annotated[Principal, Depends(require("auditor", "admin"))]
 Admin = Annotated[Principal, Depends(require("admin"))]
 AdapterClient = Annotated[Principal, Depends(require("adapter"))]
+MetricsReader = Annotated[Principal, Depends(require("metrics", "admin"))]

@@ -11,9 +11,17 @@ import sys
 
 import structlog
 
+# Libraries log what they handle: SQLAlchemy the statements with their parameters, signxml the
+# canonicalised document it signs, httpx the addresses it calls. Whatever the broker's own level,
+# they speak only at WARNING and above, so a debug session never writes personal data.
+LIBRARY_LEVEL = logging.WARNING
+
 
 def configure_logging(level: str = "info") -> None:
-    logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper(), force=True)
+    logging.basicConfig(format="%(message)s", stream=sys.stderr, level=LIBRARY_LEVEL, force=True)
+    for name in list(logging.root.manager.loggerDict):
+        if not name.startswith(("broker", "uvicorn")):  # uvicorn's level is capped where it is started
+            logging.getLogger(name).setLevel(logging.NOTSET)  # inherit the root's WARNING
     # uvicorn's own access log would print raw request lines; the broker writes its own.
     logging.getLogger("uvicorn.access").disabled = True
     structlog.configure(

@@ -16,6 +16,9 @@ from broker.logging import get_logger
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 TYPE_BASE = "https://once-only.example/problems/"
+# A 422 lists at most this many field errors: enough to fix a request, and a hostile body with
+# thousands of unknown keys cannot make the answer large.
+MAX_LISTED_ERRORS = 20
 
 log = get_logger(__name__)
 
@@ -55,7 +58,10 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def problem_response(problem: Problem, instance: str | None = None) -> JSONResponse:
-    headers = {"Retry-After": str(problem.extensions["retry_after"])} if "retry_after" in problem.extensions else None
+    headers = {"Retry-After": str(problem.extensions["retry_after"])} if "retry_after" in problem.extensions else {}
+    if problem.status == 401:
+        # RFC 9110: a 401 names the scheme that would work.
+        headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse(
         problem.body(instance), status_code=problem.status, media_type=PROBLEM_MEDIA_TYPE, headers=headers
     )
@@ -63,7 +69,8 @@ def problem_response(problem: Problem, instance: str | None = None) -> JSONRespo
 
 def _field_path(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
-    return ".".join(parts) or "body"
+    # Unknown keys are named as sent: a key of many kilobytes is not echoed whole.
+    return ".".join(parts)[:200] or "body"
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -73,23 +80,34 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = []
-        for err in exc.errors():
-            # Never echo the submitted value back: it may be personal data.
-            errors.append({"field": _field_path(tuple(err.get("loc", ()))), "message": err.get("msg", "")})
-        malformed = any(e.get("type") == "json_invalid" for e in exc.errors())
+        found = exc.errors()
+        # Never echo the submitted value back: it may be personal data.
+        errors = [
+            {"field": _field_path(tuple(err.get("loc", ()))), "message": err.get("msg", "")}
+            for err in found[:MAX_LISTED_ERRORS]
+        ]
+        malformed = any(e.get("type") == "json_invalid" for e in found)
         if malformed:
             problem = Problem(400, "request.malformed_json", "The request body is not valid JSON.", errors=errors)
         else:
             fields = ", ".join(e["field"] for e in errors)
-            problem = Problem(422, "request.invalid", f"Invalid or missing fields: {fields}.", errors=errors)
+            more = f" and {len(found) - len(errors)} more" if len(found) > len(errors) else ""
+            problem = Problem(422, "request.invalid", f"Invalid or missing fields: {fields}{more}.", errors=errors)
         return problem_response(problem, request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        reasons = {404: "not_found", 405: "method_not_allowed", 401: "auth.required", 403: "auth.forbidden"}
+        reasons = {
+            404: "not_found",
+            405: "method_not_allowed",
+            401: "auth.required",
+            403: "auth.forbidden",
+            413: "request.too_large",
+        }
         reason = reasons.get(exc.status_code, f"http_{exc.status_code}")
-        return problem_response(Problem(exc.status_code, reason, str(exc.detail)), request.url.path)
+        response = problem_response(Problem(exc.status_code, reason, str(exc.detail)), request.url.path)
+        response.headers.update(exc.headers or {})
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

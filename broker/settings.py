@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import urllib.parse
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_DIR = Path(__file__).resolve().parents[1]
@@ -14,6 +17,9 @@ REPO_DIR = Path(__file__).resolve().parents[1]
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BROKER_", extra="ignore")
 
+    # `make run` sets development; only there may loopback callbacks, plain http and links built
+    # from the request's Host header exist. Production is the default.
+    env: Literal["development", "production"] = "production"
     # SQLite under var/ is the embedded default; PostgreSQL (postgresql+psycopg://…) in production.
     database_url: str = f"sqlite:///{REPO_DIR / 'var' / 'broker.db'}"
     keys_dir: Path = REPO_DIR / "keys"
@@ -43,15 +49,27 @@ class Settings(BaseSettings):
     # Circuit breaker per authority: consecutive failures that open it, and seconds it stays open.
     breaker_failure_threshold: int = 5
     breaker_reset_seconds: float = 30.0
-    # Signed callbacks to requesters: timeout of one attempt, attempts before giving up.
-    callback_timeout_seconds: float = 10.0
+    # Signed callbacks to requesters: the whole of one attempt is cut off after this long, and a
+    # delivery is given up after so many attempts.
+    callback_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     callback_max_attempts: int = 8
+    # Callbacks a process sends at once, and at most this many to one requester: a slow
+    # receiver holds up only its own requester's callbacks.
+    callback_concurrency: int = Field(default=16, ge=1, le=256)
+    callback_concurrency_per_requester: int = Field(default=2, ge=1, le=64)
+    # Outbound calls (push authorities, callbacks) go only to public addresses, unless this names
+    # the destination: comma-separated networks (10.20.0.0/16), addresses (::1) and host names.
+    egress_allow: str = ""
     # Seconds between two runs of the background sweeps (expiry, callbacks) in a serving process.
     background_interval_seconds: float = 1.0
     # Exchanges a process works on at once (more requests wait their turn; see broker.deps.Services).
     exchange_concurrency: int = 4
-    # Largest request body accepted on any endpoint.
+    # Largest request body accepted where XML documents arrive: /oots/edm and the pull answers.
     max_body_bytes: int = 10 * 1024 * 1024
+    # Largest body anywhere else (the JSON API, forms). FastAPI parses and validates JSON bodies
+    # on the event loop, so this bound is also how long one request can hold up every other:
+    # about 15 ms for 64 KiB, 60 ms for the most allowed (a registry document, the densest).
+    max_json_bytes: int = Field(default=64 * 1024, ge=1024, le=256 * 1024)
     # Delivered evidence is kept for retrieval this long, then purged.
     evidence_retention_hours: int = 24
     # A citizen's preview (evidence held for approval) stays open this long, then the evidence is dropped.
@@ -61,6 +79,16 @@ class Settings(BaseSettings):
     public_url: str = ""
     # Seconds between two runs of the log integrator in a serving process.
     integrate_interval_seconds: float = 0.5
+
+    def serving_problems(self) -> list[str]:
+        """What makes these settings unfit to serve citizens and remote requesters (empty: fit)."""
+        if self.env == "development":
+            return []
+        url = urllib.parse.urlsplit(self.public_url.strip())
+        if url.scheme != "https" or not url.hostname:
+            # Preview links and the OOTS PreviewLocation go to citizens: never built from a Host header.
+            return ["BROKER_PUBLIC_URL must be the broker's https:// address outside development (BROKER_ENV)"]
+        return []
 
     @property
     def schema_dirs(self) -> list[Path]:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -152,12 +152,21 @@ class LiveBroker:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=30)
 
-    def add_client(self, role: str, *allow: str, agent: str | None = None, authority: str | None = None) -> str:
+    def add_client(
+        self,
+        role: str,
+        *allow: str,
+        agent: str | None = None,
+        authority: str | None = None,
+        callback_origins: Sequence[str] = (),
+    ) -> str:
         """Create a client through the real CLI, as an operator would; returns its token."""
         name = f"{role}-{uuid.uuid4().hex[:8]}"
         args = [sys.executable, "-m", "broker.cli", "clients", "add", name, "--role", role]
         for grant in allow:
             args += ["--allow", grant]
+        for origin in callback_origins:
+            args += ["--callback-origin", origin]
         if agent:
             args += ["--agent", agent]
         if authority:
@@ -181,6 +190,10 @@ def start_broker(
         "BROKER_DATABASE_URL": database_url,
         "BROKER_KEYS_DIR": str(keys_dir),
         "BROKER_LOG_LEVEL": "info",
+        # Loopback brokers, authorities and receivers: allowed in development only, and only
+        # to addresses the egress allow-list names.
+        "BROKER_ENV": "development",
+        "BROKER_EGRESS_ALLOW": "127.0.0.0/8,::1",
         **(extra_env or {}),
     }
     if make_url(database_url).get_backend_name() == "postgresql":

@@ -32,6 +32,7 @@ from broker.exchange.schemas import EvidenceRequestIn
 from broker.exchange.service import ExchangeResult, request_evidence
 from broker.keys.pseudonym import Pseudonymiser
 from broker.preview.service import Previews
+from broker.registry import repository as registry_repository
 from broker.registry.service import FixedRegistry, read_toml
 from broker.seal.sealer import FakeSealer
 from broker.settings import Settings
@@ -43,8 +44,11 @@ from tests.specimen import ERIKA, MELDE, request_body
 START = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 SECRET = bytes(range(32))
 PREVIEW_KEY = bytes(range(32, 64))
-# What the world's requester may ask for: Meldebescheinigungen for the specimen's purpose only.
-GRANT = (MELDE, "Wohngeldantrag")
+# What the world's requester may ask for: Meldebescheinigungen for the specimen's purpose only
+# (the registry id of "Wohngeldantrag").
+GRANT = (MELDE, "wohngeld")
+# Where the world's requester may be called back (callback_url) and linked back to (previews).
+PORTAL_ORIGIN = "https://portal.example"
 
 
 def erika_resident() -> Resident:
@@ -151,7 +155,10 @@ def build_world(database: Database) -> World:
     )
     name = f"portal-{uuid.uuid4().hex[:8]}"
     with database.unit_of_work() as session:
-        add_client(session, name, "requester", [GRANT])
+        # The stored registry too (grants name registered entries), once per database.
+        if not registry_repository.evidence_type_exists(session, MELDE):
+            registry_repository.replace_document(session, read_toml(DEMO_REGISTRY))
+        add_client(session, name, "requester", [GRANT], callback_origins=[PORTAL_ORIGIN], actor="cli", now=START)
         client_id = session.scalar(select(Client.id).where(Client.name == name))
     assert client_id is not None
     requester = Principal(client_id, name, "requester", None, None, frozenset({GRANT}))

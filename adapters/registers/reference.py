@@ -105,6 +105,7 @@ def render_geburtsurkunde(b: BirthRecord, issuance: etree._Element) -> etree._El
         issuance,
         e.Registereintrag(b.entry_number),
         e.Kind(
+            *([e.IdNr(b.idnr)] if b.idnr else []),
             e.Familienname(b.family_name),
             e.Vornamen(b.given_name),
             e.Geschlecht(SEX_LABELS.get(b.sex, "ohne Angabe")),

@@ -9,7 +9,6 @@ requesters, authorities and pseudonyms.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -21,6 +20,7 @@ from broker.audit.proofs import ProofUnavailable, b64
 from broker.audit.schemas import ConsistencyProofOut, EntriesPage, EntryOut, InclusionProofOut
 from broker.deps import Auditor, Db, Keys, SettingsDep
 from broker.problems import Problem, problem_responses
+from broker.schemas_common import MAX_LOG_INDEX, Moment
 
 router = APIRouter(tags=["audit"])
 
@@ -41,7 +41,7 @@ def _problem(error: ProofUnavailable) -> Problem:
     responses={200: {"content": {"text/plain": {}}, "description": "C2SP signed checkpoint"}, **_PROBLEMS},
     summary="The latest signed checkpoint (or the one for tree_size)",
 )
-def get_checkpoint(db: Db, tree_size: Annotated[int | None, Query(ge=0)] = None) -> PlainTextResponse:
+def get_checkpoint(db: Db, tree_size: Annotated[int | None, Query(ge=0, le=MAX_LOG_INDEX)] = None) -> PlainTextResponse:
     with db.read() as session:
         if tree_size is None:
             found = repository.latest_checkpoint(session)
@@ -62,8 +62,8 @@ def get_checkpoint(db: Db, tree_size: Annotated[int | None, Query(ge=0)] = None)
 )
 def get_inclusion_proof(
     db: Db,
-    index: Annotated[int, Query(ge=0)],
-    tree_size: Annotated[int | None, Query(ge=1)] = None,
+    index: Annotated[int, Query(ge=0, le=MAX_LOG_INDEX)],
+    tree_size: Annotated[int | None, Query(ge=1, le=MAX_LOG_INDEX)] = None,
 ) -> JSONResponse:
     try:
         with db.read() as session:
@@ -81,8 +81,8 @@ def get_inclusion_proof(
 )
 def get_consistency_proof(
     db: Db,
-    old_size: Annotated[int, Query(ge=0)],
-    tree_size: Annotated[int | None, Query(ge=1)] = None,
+    old_size: Annotated[int, Query(ge=0, le=MAX_LOG_INDEX)],
+    tree_size: Annotated[int | None, Query(ge=1, le=MAX_LOG_INDEX)] = None,
 ) -> JSONResponse:
     try:
         with db.read() as session:
@@ -90,12 +90,6 @@ def get_consistency_proof(
     except ProofUnavailable as error:
         raise _problem(error) from None
     return JSONResponse(proof.as_json(), headers=_IMMUTABLE if tree_size is not None else _FRESH)
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 @router.get(
@@ -108,20 +102,22 @@ def list_entries(
     request: Request,
     _: Auditor,
     db: Db,
-    since: Annotated[datetime | None, Query(alias="from", description="Recorded at or after (RFC 3339)")] = None,
-    until: Annotated[datetime | None, Query(alias="to", description="Recorded before (RFC 3339)")] = None,
+    since: Annotated[Moment | None, Query(alias="from", description="Recorded at or after (RFC 3339)")] = None,
+    until: Annotated[Moment | None, Query(alias="to", description="Recorded before (RFC 3339)")] = None,
     requester: Annotated[str | None, Query(max_length=200)] = None,
     authority: Annotated[str | None, Query(max_length=100)] = None,
     evidence_type: Annotated[str | None, Query(max_length=200)] = None,
     subject: Annotated[str | None, Query(max_length=100, description="Subject pseudonym (ps1:…)")] = None,
     event: Annotated[str | None, Query(max_length=40)] = None,
     exchange: Annotated[str | None, Query(max_length=36)] = None,
-    after: Annotated[int | None, Query(ge=0, description="Return entries with a larger log index")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_LOG_INDEX, description="Return entries with a larger log index")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> EntriesPage:
     where = repository.EntryFilter(
-        since=_utc(since),
-        until=_utc(until),
+        since=since,
+        until=until,
         requester=requester,
         authority=authority,
         evidence_type=evidence_type,

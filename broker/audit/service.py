@@ -4,10 +4,14 @@ An entry is queued in the same transaction as the step it records, so a committe
 has its entry; the integrator later gives queued entries their dense log indices.
 
 Entry layout (canonical JSON per RFC 8785, all keys always present, absent values null):
-``v`` (layout version, 1), ``event``, ``time`` (RFC 3339 UTC, microseconds), ``exchange``,
+``v`` (layout version, 2), ``event``, ``time`` (RFC 3339 UTC, microseconds), ``exchange``,
 ``requester``, ``authority``, ``evidence_type``, ``purpose``, ``legal_basis``, ``consent``,
-``outcome``, ``reason``, ``request_digest``, ``evidence_digest`` (hex SHA-256) and ``subject``
-(the keyed pseudonym). No raw personal data ever enters an entry.
+``outcome``, ``reason``, ``request_digest``, ``evidence_digest`` (hex SHA-256), ``subject``
+(the keyed pseudonym), ``actor`` (who made an administrative change: an admin client's name,
+or "cli"), ``change`` (what a ``registry_changed`` entry changed: ``registry``,
+``authorities/ID``, ``routes/EVIDENCE_TYPE/ARS_PREFIX``) and ``registry_before`` /
+``registry_after`` (hex SHA-256 of the whole registry's canonical JSON, its ETag, before and
+after); version 2 added the last four. No raw personal data ever enters an entry.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from broker.audit import repository
 from broker.audit.merkle import leaf_hash
 from broker.db.models import LogEntry
 
-ENTRY_VERSION = 1
+ENTRY_VERSION = 2
 EVENTS = (
     "received",
     "refused",
@@ -34,6 +38,14 @@ EVENTS = (
     "preview_decided",
     "consent_granted",
     "consent_revoked",
+    # client lifecycle: ``requester`` names the client
+    "client_added",
+    "client_disabled",
+    "client_enabled",
+    "client_token_rotated",
+    "client_removed",
+    # registry changes: ``actor``, ``change``, ``registry_before`` and ``registry_after``
+    "registry_changed",
 )
 
 
@@ -53,6 +65,10 @@ class EntryFacts:
     request_digest: str | None = None
     evidence_digest: str | None = None
     subject: str | None = None
+    actor: str | None = None
+    change: str | None = None
+    registry_before: str | None = None
+    registry_after: str | None = None
 
     def canonical(self) -> bytes:
         if self.event not in EVENTS:
@@ -74,6 +90,10 @@ class EntryFacts:
                 "request_digest": self.request_digest,
                 "evidence_digest": self.evidence_digest,
                 "subject": self.subject,
+                "actor": self.actor,
+                "change": self.change,
+                "registry_before": self.registry_before,
+                "registry_after": self.registry_after,
             }
         )
 

@@ -5,23 +5,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
 
-from broker.db.models import CallbackDelivery
+from broker.db.models import CallbackDelivery, Exchange
 
 
 def add(session: Session, delivery: CallbackDelivery) -> None:
     session.add(delivery)
 
 
-def due(session: Session, now: datetime, limit: int) -> Sequence[CallbackDelivery]:
-    return session.scalars(
-        select(CallbackDelivery)
+def due(session: Session, now: datetime, limit: int, skip_requesters: Sequence[int]) -> Sequence[Row[str, int]]:
+    """(exchange id, requester id) of due deliveries, oldest first, none of ``skip_requesters``."""
+    query = (
+        select(CallbackDelivery.exchange_id, Exchange.requester_id)
+        .join(Exchange, Exchange.id == CallbackDelivery.exchange_id)
         .where(CallbackDelivery.state == "pending", CallbackDelivery.due_at <= now)
-        .order_by(CallbackDelivery.due_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
+    )
+    if skip_requesters:
+        query = query.where(Exchange.requester_id.not_in(skip_requesters))
+    return session.execute(
+        query.order_by(CallbackDelivery.due_at).limit(limit).with_for_update(skip_locked=True, of=CallbackDelivery)
     ).all()
 
 

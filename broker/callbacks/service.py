@@ -8,6 +8,8 @@ sender's callbacks are sent again later, and receivers drop duplicates by exchan
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
@@ -17,6 +19,9 @@ from broker.db.models import CallbackDelivery, Exchange
 
 # Backoff after a failed attempt: 2, 4, 8, … seconds, at most this long.
 MAX_BACKOFF_SECONDS = 300
+# Due deliveries looked at in one round: the requesters with a free slot among them get a turn;
+# the next round (woken as soon as a send ends) looks again, without those that are now busy.
+SCAN_LIMIT = 200
 
 
 def enqueue(session: Session, exchange: Exchange, now: datetime) -> bool:
@@ -32,12 +37,26 @@ def enqueue(session: Session, exchange: Exchange, now: datetime) -> bool:
     return True
 
 
-def take_due(session: Session, now: datetime, lease: timedelta, limit: int) -> list[str]:
-    """Lease the due deliveries for one attempt each; returns their exchange ids."""
-    taken = []
-    for delivery in repository.due(session, now, limit):
-        repository.lease(session, delivery.exchange_id, now + lease)
-        taken.append(delivery.exchange_id)
+def take_due(
+    session: Session, now: datetime, lease: timedelta, limit: int, in_flight: Mapping[int, int], per_requester: int
+) -> list[str]:
+    """Lease up to ``limit`` due deliveries for one attempt each; returns their exchange ids.
+
+    ``in_flight`` counts the sends under way per requester id: no requester gets more than
+    ``per_requester`` at once, and the due deliveries of a requester with none left are not
+    even looked at, so they cannot crowd out the others'.
+    """
+    sending = Counter(in_flight)
+    busy = [requester for requester, count in sending.items() if count >= per_requester]
+    taken: list[str] = []
+    for exchange_id, requester_id in repository.due(session, now, SCAN_LIMIT, busy):
+        if len(taken) >= limit:
+            break
+        if sending[requester_id] >= per_requester:
+            continue
+        repository.lease(session, exchange_id, now + lease)
+        sending[requester_id] += 1
+        taken.append(exchange_id)
     return taken
 
 

@@ -1,4 +1,10 @@
-"""Bearer-token authentication. Tokens resolve to a :class:`Principal`, cached briefly per process."""
+"""Bearer-token authentication. Tokens resolve to a :class:`Principal`.
+
+Whether a token may act (its client not disabled or removed, the token not expired or rotated
+away) is read from the database on every request: one lookup on the unique token-hash index, so
+a change made by any process (CLI or admin API) takes effect at once everywhere. Only what never
+changes for a token (name, role, grants) is cached per process.
+"""
 
 from __future__ import annotations
 
@@ -6,29 +12,43 @@ import threading
 import time
 
 from fastapi import Request
-from sqlalchemy.orm import Session, sessionmaker
 
-from broker.clients.service import Principal, hash_token, principal_for_token
+from broker.clients.service import ClientStatus, Principal, hash_token, principal_for_token, token_standing
+from broker.clock import Clock
+from broker.db.session import Database
 from broker.problems import Problem
 
-# A disabled client or changed permission takes effect in every process within this time.
+# A cached principal is reloaded after this long, so a grant changed in the database by hand
+# (no command changes one) is picked up too.
 PRINCIPAL_TTL_SECONDS = 30.0
 
 
 class PrincipalCache:
-    def __init__(self, sessions: sessionmaker[Session], ttl: float = PRINCIPAL_TTL_SECONDS) -> None:
-        self._sessions = sessions
+    def __init__(self, database: Database, clock: Clock, ttl: float = PRINCIPAL_TTL_SECONDS) -> None:
+        self._database = database
+        self._clock = clock
         self._ttl = ttl
         self._lock = threading.Lock()
-        self._entries: dict[str, tuple[float, Principal | None]] = {}
+        self._entries: dict[str, tuple[float, Principal]] = {}
 
     def resolve(self, token: str) -> Principal | None:
+        """The token's principal, None if no client has it; raises the refusal of a disabled client or expired token."""
         key = hash_token(token)
+        with self._database.engine.connect() as connection:
+            standing = token_standing(connection, key, self._clock.now())
+        if standing is None:
+            return None
+        if standing is ClientStatus.DISABLED:
+            raise Problem(401, "auth.client_disabled", "This client is disabled.")
+        if standing is ClientStatus.EXPIRED:
+            raise Problem(401, "auth.token_expired", "The bearer token has expired; ask for a new one.")
         cached = self._entries.get(key)
         if cached is not None and time.monotonic() - cached[0] < self._ttl:
             return cached[1]
-        with self._sessions() as session:
+        with self._database.read() as session:
             principal = principal_for_token(session, token)
+        if principal is None:  # changed since the lookup above; nothing to keep
+            return None
         with self._lock:
             if len(self._entries) > 10_000:
                 self._entries.clear()
@@ -36,8 +56,16 @@ class PrincipalCache:
         return principal
 
 
+# Where the request guard (broker/middleware.py), which authenticates requests with a body before
+# the body is read, leaves the principal in the request's state, so the token is looked up once.
+AUTHENTICATED_PRINCIPAL = "authenticated_principal"
+
+
 def authenticate(request: Request, cache: PrincipalCache, *roles: str) -> Principal:
-    return authenticate_header(request.headers.get("authorization", ""), cache, *roles)
+    principal: Principal | None = request.scope.get("state", {}).get(AUTHENTICATED_PRINCIPAL)
+    if principal is None:
+        return authenticate_header(request.headers.get("authorization", ""), cache, *roles)
+    return _of_role(principal, roles)
 
 
 def authenticate_header(header: str, cache: PrincipalCache, *roles: str) -> Principal:
@@ -48,6 +76,10 @@ def authenticate_header(header: str, cache: PrincipalCache, *roles: str) -> Prin
     principal = cache.resolve(token.strip())
     if principal is None:
         raise Problem(401, "auth.invalid_token", "The bearer token is unknown or revoked.")
+    return _of_role(principal, roles)
+
+
+def _of_role(principal: Principal, roles: tuple[str, ...]) -> Principal:
     if roles and principal.role not in roles:
         raise Problem(403, "auth.wrong_role", f"This endpoint is for the role(s) {', '.join(roles)}.")
     return principal

@@ -16,7 +16,7 @@ router = APIRouter(prefix="/v1/consents", tags=["consent"])
 def grant_consent(body: ConsentIn, principal: Requester, db: Db, deps: Exchanges) -> ConsentOut:
     pseudonym = deps.pseudonyms.of(body.subject.to_subject())
     with db.unit_of_work() as session:
-        consent = service.grant(session, principal, body, pseudonym, deps.clock.now())
+        consent = service.grant(session, principal, body, pseudonym, deps.clock.now(), deps.registry.get())
         return consent_out(consent)
 
 

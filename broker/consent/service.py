@@ -18,14 +18,18 @@ from broker.consent import repository
 from broker.consent.schemas import ConsentIn
 from broker.db.models import Consent, Exchange
 from broker.problems import Problem
+from broker.registry.service import RegistrySnapshot
 
 
-def grant(session: Session, principal: Principal, body: ConsentIn, pseudonym: str, now: datetime) -> Consent:
+def grant(
+    session: Session, principal: Principal, body: ConsentIn, pseudonym: str, now: datetime, registry: RegistrySnapshot
+) -> Consent:
+    purpose = _registered_purpose(registry, body)
     valid_from = body.valid_from or now
     if as_utc(body.valid_until) <= as_utc(valid_from):
         raise Problem(422, "consent.invalid_period", "valid_until must lie after valid_from.")
     for evidence_type in body.evidence_types:
-        if not principal.may_request(evidence_type, body.purpose):
+        if not principal.may_request(evidence_type, purpose):
             raise Problem(
                 403,
                 "policy.not_granted",
@@ -38,7 +42,7 @@ def grant(session: Session, principal: Principal, body: ConsentIn, pseudonym: st
             subject_pseudonym=pseudonym,
             requester_id=principal.id,
             evidence_types=body.evidence_types,
-            purpose=body.purpose,
+            purpose=purpose,
             valid_from=valid_from,
             valid_until=body.valid_until,
             max_uses=body.max_uses,
@@ -48,6 +52,23 @@ def grant(session: Session, principal: Principal, body: ConsentIn, pseudonym: st
     )
     _log(session, "consent_granted", consent, principal, now)
     return consent
+
+
+def _registered_purpose(registry: RegistrySnapshot, body: ConsentIn) -> str:
+    """The consent's purpose id; raises the 422 refusal naming every field the registry does not
+    know (a consent is a log entry: no free text may reach it)."""
+    errors = [
+        {"field": f"evidence_types.{index}", "reason": "evidence_type.unknown", "message": "not in the registry"}
+        for index, evidence_type in enumerate(body.evidence_types)
+        if evidence_type not in registry.evidence_types
+    ]
+    purpose = registry.purpose(body.purpose)
+    if purpose is None:
+        errors.append({"field": "purpose", "reason": "purpose.unknown", "message": "not in the registry"})
+    if purpose is None or errors:
+        fields = ", ".join(e["field"] for e in errors)
+        raise Problem(422, errors[0]["reason"], f"The registry holds no such {fields}.", errors=errors)
+    return purpose.id
 
 
 def revoke(session: Session, principal: Principal, consent_id: str, now: datetime) -> Consent:
@@ -84,9 +105,10 @@ def use_consent(session: Session, exchange: Exchange, principal: Principal, now:
         raise refuse(f"does not cover {exchange.evidence_type_id}")
     if consent.purpose != exchange.purpose:
         raise refuse("was given for another purpose")
-    if consent.max_uses is not None and consent.uses >= consent.max_uses:
+    # One conditional UPDATE, not read-then-write: parallel requests on one consent (any number
+    # of them, in any number of processes) cannot use it more than max_uses times.
+    if not repository.count_use(session, consent.id):
         raise refuse("has been used up")
-    consent.uses += 1
 
 
 def _log(session: Session, event: str, consent: Consent, principal: Principal, now: datetime) -> None:

@@ -60,6 +60,30 @@ class EvidenceType(Base):
     # OOTS evidence type classifications (and DataServiceEvidenceType ids) that mean this type.
     oots_classifications: Mapped[list[str]] = mapped_column(default=list)
     preview_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Where its documents state the subject (registry.schemas.SubjectPaths); NULL only for a type
+    # stored before migration 0004, whose evidence is then never delivered.
+    subject_paths: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class Purpose(Base):
+    """Why a requester may ask (a registry vocabulary): requests, grants and log entries name its id."""
+
+    __tablename__ = "purposes"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    name: Mapped[str] = mapped_column(String(300), unique=True)
+    # The administrative service's key in the Leistungskatalog (LeiKa).
+    leika_key: Mapped[str | None] = mapped_column(String(14))
+
+
+class LegalBasis(Base):
+    """A provision explicit requests rest on (a registry vocabulary), and the evidence types it covers."""
+
+    __tablename__ = "legal_bases"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    citation: Mapped[str] = mapped_column(String(300), unique=True)
+    evidence_types: Mapped[list[str]] = mapped_column(JSON)
 
 
 class Authority(Base):
@@ -95,12 +119,20 @@ class Client(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    role: Mapped[str] = mapped_column(String(20))  # requester | adapter | auditor | admin
+    role: Mapped[str] = mapped_column(String(20))  # requester | adapter | auditor | admin | metrics
+    # SHA-256 of the bearer token; "removed:<id>" once the client is removed (no token matches it).
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     # OOTS agent identifier "scheme:id" (requesters), or the authority an adapter client speaks for.
     agent_id: Mapped[str | None] = mapped_column(String(200))
     authority_id: Mapped[str | None] = mapped_column(ForeignKey("authorities.id", ondelete="SET NULL"))
+    # A requester's callback origins ("https://portal.example"): the only places its callbacks and
+    # the preview's link back may point to (broker.egress).
+    callback_origins: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The token is refused from this moment on (None: it does not expire).
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A removed client's row stays: its exchanges refer to it and the log names it.
+    removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
@@ -111,7 +143,8 @@ class ClientPermission(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), index=True)
     evidence_type_id: Mapped[str] = mapped_column(String(200))
-    purpose: Mapped[str | None] = mapped_column(String(300))  # None: any purpose
+    # A registered purpose's id; None: any registered purpose.
+    purpose: Mapped[str | None] = mapped_column(String(300))
 
 
 # --- exchanges ------------------------------------------------------------------------------
@@ -128,10 +161,12 @@ class Exchange(Base):
     external_ref: Mapped[str | None] = mapped_column(String(200))
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     request_digest: Mapped[str] = mapped_column(String(64))
-    evidence_type_id: Mapped[str] = mapped_column(String(200))
+    # Registry ids only, never what a caller typed: None where the request named nothing registered
+    # (it was refused; the reason code says which field).
+    evidence_type_id: Mapped[str | None] = mapped_column(String(200))
     jurisdiction: Mapped[str | None] = mapped_column(String(12))
     authority_id: Mapped[str | None] = mapped_column(String(100))
-    purpose: Mapped[str] = mapped_column(String(300))
+    purpose: Mapped[str | None] = mapped_column(String(300))
     legal_basis: Mapped[str | None] = mapped_column(String(300))
     consent_id: Mapped[str | None] = mapped_column(String(36))
     explicit_request: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -192,7 +227,7 @@ class Consent(Base):
     subject_pseudonym: Mapped[str] = mapped_column(String(100), index=True)
     requester_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
     evidence_types: Mapped[list[str]] = mapped_column(JSON)
-    purpose: Mapped[str] = mapped_column(String(300))
+    purpose: Mapped[str] = mapped_column(String(300))  # a registered purpose's id
     valid_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     valid_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     max_uses: Mapped[int | None] = mapped_column(Integer)

@@ -7,14 +7,15 @@ regenerated from a fixed random seed by adapters/registers/seed.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
 from adapters.registers import seed as registers
-from broker.registry import repository as registry_repository
+from broker.clients.service import CLI_ACTOR
 from broker.registry.schemas import RegistryDocument
-from broker.registry.service import read_toml
+from broker.registry.service import read_toml, replace_registry
 
 DEMO_REGISTRY = Path(__file__).with_name("registry-mv.toml")
 
@@ -29,7 +30,8 @@ class SeedSummary:
 
 def seed(session: Session, registry: RegistryDocument | None = None) -> SeedSummary:
     document = registry or read_toml(DEMO_REGISTRY)
-    registry_repository.replace_document(session, document)
+    # A registry change like any other: logged unless the registry is the demo's already.
+    replace_registry(session, document, actor=CLI_ACTOR, now=datetime.now(UTC), if_match="*")
     return seed_registers(session, document)
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from lxml import etree
 from sqlalchemy.orm import Session
 
 from adapters.protocol import EvidenceAdapter, Subject
@@ -42,8 +43,9 @@ class AdapterDirectory(Protocol):
 
 
 class EvidenceCheck(Protocol):
-    def check(self, evidence: bytes, namespace: str, root_element: str) -> None:
-        """Raise ``XmlIntakeError`` unless the evidence is safe XML, of that root, valid by its schema."""
+    def check(self, evidence: bytes, namespace: str, root_element: str) -> etree._Element:
+        """The evidence's root element; raises ``XmlIntakeError`` unless it is safe XML, of that
+        root, valid by its schema (the subject check reads the checked document)."""
         ...
 
 
@@ -53,6 +55,8 @@ class Sealer(Protocol):
 
 class Pseudonyms(Protocol):
     def of(self, subject: Subject) -> str: ...
+
+    def request_digest(self, canonical_request: bytes) -> str: ...
 
 
 class PreviewOpener(Protocol):

@@ -14,7 +14,7 @@ from broker.exchange import repository
 from broker.exchange.lifecycle import State
 from broker.exchange.presenters import exchange_out, href, receipt_out
 from broker.exchange.schemas import EvidenceRequestIn, ExchangeOut, ReceiptOut
-from broker.exchange.service import request_evidence
+from broker.exchange.service import ExchangeResult, KeyTaken, request_evidence
 from broker.preview import service as previews
 from broker.preview.presenters import preview_path
 from broker.problems import PROBLEM_MEDIA_TYPE, Problem, problem_responses
@@ -64,15 +64,25 @@ def create_evidence_request(
     preview_links: PreviewsDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JSONResponse:
-    with slots, db.unit_of_work() as session:
-        result = request_evidence(session, deps, principal, body, idempotency_key)
-        remote.begin(session, result)
-        # Known now: the delivery entry's leaf hash; its log index once the integrator ran.
-        receipt = receipt_out(session, result.exchange)
+    with slots:
+        try:
+            result, receipt = _run(db, deps, remote, principal, body, idempotency_key)
+        except KeyTaken:  # a concurrent request with this key won; now this one replays it
+            result, receipt = _run(db, deps, remote, principal, body, idempotency_key)
     # A remote authority is asked only now that the routed exchange is committed.
     result = remote.settle(result)
     exchange = _as_it_stands(db, deps, result.exchange)
     return _answer(exchange, result.problem, receipt, preview_path(preview_links, exchange))
+
+
+def _run(
+    db: Db, deps: Exchanges, remote: Remote, principal: Requester, body: EvidenceRequestIn, key: str | None
+) -> tuple[ExchangeResult, ReceiptOut | None]:
+    with db.unit_of_work() as session:
+        result = request_evidence(session, deps, principal, body, key)
+        remote.begin(session, result)
+        # Known now: the delivery entry's leaf hash; its log index once the integrator ran.
+        return result, receipt_out(session, result.exchange)
 
 
 def _owned(db: Db, principal: Requester, exchange_id: str) -> Exchange:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from adapters.identity import is_valid_idnr
 from adapters.protocol import Subject
+from broker.schemas_common import ApiModel
 
 
-class SubjectIn(BaseModel):
+class SubjectIn(ApiModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     idnr: str | None = Field(default=None, description="Identifikationsnummer (11 digits, check digit verified)")
@@ -41,7 +42,7 @@ class SubjectIn(BaseModel):
         return Subject(**self.model_dump())
 
 
-class EvidenceRequestIn(BaseModel):
+class EvidenceRequestIn(ApiModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     evidence_type: str = Field(min_length=1, max_length=200, examples=["urn:de:nachweis:meldebescheinigung"])
@@ -49,11 +50,27 @@ class EvidenceRequestIn(BaseModel):
         default=None, pattern=r"^[0-9]{2,12}$", description="ARS prefix (Regionalschlüssel), 2 to 12 digits"
     )
     subject: SubjectIn
-    purpose: str = Field(min_length=1, max_length=300)
-    legal_basis: str | None = Field(default=None, min_length=1, max_length=300)
+    purpose: str = Field(
+        min_length=1,
+        max_length=300,
+        description="A registered purpose: its id or exact name",
+        examples=["Wohngeldantrag"],
+    )
+    legal_basis: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=300,
+        description="A registered legal basis: its id or exact citation",
+        examples=["§ 23 WoGG"],
+    )
     explicit_request: bool = False
     consent_id: str | None = Field(default=None, min_length=1, max_length=36)
     preview: bool = False
+    assurance: Literal["low", "substantial", "high"] | None = Field(
+        default=None,
+        description="eIDAS level of assurance at which the citizen authenticated to the online service; "
+        "below the evidence type's minimum the request is refused",
+    )
     callback_url: str | None = Field(default=None, pattern=r"^https?://", max_length=500)
 
 
@@ -81,10 +98,11 @@ class ReceiptOut(BaseModel):
 class ExchangeOut(BaseModel):
     id: str
     state: str
-    evidence_type: str
+    # Registry ids; None where the request named nothing registered (it was refused).
+    evidence_type: str | None
     jurisdiction: str | None
     authority: str | None
-    purpose: str
+    purpose: str | None
     legal_basis: str | None
     consent_id: str | None
     created_at: datetime

@@ -14,19 +14,24 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from lxml import etree
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from adapters.protocol import AdapterOutcome, EvidenceQuery, OutcomeKind
+from adapters.protocol import AdapterOutcome, EvidenceQuery, OutcomeKind, Subject
+from broker import egress
+from broker.clients import repository as clients
 from broker.clients.service import Principal
 from broker.consent import service as consent_service
 from broker.db.models import Exchange
-from broker.exchange import lifecycle, repository
+from broker.exchange import lifecycle, repository, terms
 from broker.exchange.dependencies import ExchangeDependencies
 from broker.exchange.lifecycle import State
 from broker.exchange.schemas import EvidenceRequestIn
+from broker.exchange.subject_check import differing_attribute
 from broker.logging import get_logger
 from broker.problems import Problem
-from broker.registry.schemas import AuthoritySpec, EvidenceTypeSpec
+from broker.registry.schemas import ASSURANCE_LEVELS, AuthoritySpec, EvidenceTypeSpec, PurposeSpec
 from broker.xml.hardened import XmlIntakeError
 
 log = get_logger(__name__)
@@ -56,9 +61,16 @@ class ExchangeResult:
     pending: EvidenceQuery | None = None
 
 
-def request_digest(body: EvidenceRequestIn) -> str:
+class KeyTaken(Exception):
+    """A concurrent request with the same Idempotency-Key claimed it first and has committed since:
+    the caller rolls back and runs the request again, which then replays that exchange."""
+
+
+def request_digest(deps: ExchangeDependencies, body: EvidenceRequestIn) -> str:
+    """The keyed digest of the request as sent: it tells a replay from a changed request (the
+    Idempotency-Key check) and commits the log to the request without revealing its subject."""
     canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return deps.pseudonyms.request_digest(canonical.encode())
 
 
 def request_evidence(
@@ -69,7 +81,7 @@ def request_evidence(
     idempotency_key: str | None,
     channel: Channel = V1,
 ) -> ExchangeResult:
-    digest = request_digest(body)
+    digest = request_digest(deps, body)
     if idempotency_key is not None:
         earlier = repository.by_idempotency_key(session, principal.id, idempotency_key)
         if earlier is not None:
@@ -80,8 +92,11 @@ def request_evidence(
                     "This Idempotency-Key was used before with a different request body.",
                 )
             return ExchangeResult(earlier, lifecycle.problem_of(earlier), replayed=True)
+    if body.callback_url is not None:
+        check_callback_url(session, principal, body.callback_url)
 
     registry = deps.registry.get()
+    named = terms.resolve(registry, body.evidence_type, body.purpose, body.legal_basis)
     subject = body.subject.to_subject()
     now = deps.clock.now()
     exchange = Exchange(
@@ -91,10 +106,11 @@ def request_evidence(
         external_ref=channel.external_ref,
         idempotency_key=idempotency_key,
         request_digest=digest,
-        evidence_type_id=body.evidence_type,
+        # Registry ids only: what the caller typed never reaches the row or the log.
+        evidence_type_id=named.evidence_type.id if named.evidence_type else None,
         jurisdiction=body.jurisdiction,
-        purpose=body.purpose,
-        legal_basis=body.legal_basis,
+        purpose=named.purpose.id if named.purpose else None,
+        legal_basis=named.legal_basis.id if named.legal_basis else None,
         consent_id=body.consent_id,
         explicit_request=body.explicit_request,
         preview=body.preview,
@@ -102,16 +118,24 @@ def request_evidence(
         callback_url=body.callback_url,
     )
     lifecycle.receive(session, exchange, at=now, requester=principal.name)
+    if idempotency_key is not None:
+        # Claim the key now, before any authority is asked: a concurrent request with the same key
+        # waits here on the unique index until this transaction ends, then fails, and is replayed.
+        try:
+            session.flush()
+        except IntegrityError:
+            raise KeyTaken(idempotency_key) from None
     try:
-        evidence_type = registry.evidence_type(body.evidence_type)
+        evidence_type, purpose = named.registered()
         exchange.preview = exchange.preview or evidence_type.preview_required
         if exchange.preview and deps.previews is None:
             raise Problem(501, "preview.unavailable", "This broker cannot hold evidence for a citizen's preview.")
-        authorise(session, exchange, principal, deps)
+        authorise(session, exchange, principal, deps, evidence_type, purpose)
         if channel.policy is not None:
             channel.policy(evidence_type)
+        check_assurance(evidence_type, body.assurance)
         lifecycle.transition(session, exchange, State.AUTHORISED, at=now, requester=principal.name)
-        authority = registry.route(body.evidence_type, body.jurisdiction)
+        authority = registry.route(evidence_type.id, body.jurisdiction)
     except Problem as refusal:
         lifecycle.transition(
             session, exchange, State.REJECTED, at=deps.clock.now(), requester=principal.name, problem=refusal
@@ -126,14 +150,35 @@ def request_evidence(
     return ExchangeResult(exchange, complete(session, deps, exchange, principal.name, evidence_type, authority, query))
 
 
-def authorise(session: Session, exchange: Exchange, principal: Principal, deps: ExchangeDependencies) -> None:
+def check_callback_url(session: Session, principal: Principal, url: str) -> None:
+    """A callback goes only to an origin the requester registered (``--callback-origin``).
+
+    Refused before the exchange exists: an exchange that ended refused would otherwise call
+    the very URL it was refused for.
+    """
+    if not egress.is_under_origins(url, clients.callback_origins(session, principal.id)):
+        raise Problem(
+            422,
+            "callback_url.not_allowed",
+            "callback_url must point to one of the callback origins registered for this client.",
+            errors=[{"field": "callback_url", "message": "not under a registered callback origin"}],
+        )
+
+
+def authorise(
+    session: Session,
+    exchange: Exchange,
+    principal: Principal,
+    deps: ExchangeDependencies,
+    evidence_type: EvidenceTypeSpec,
+    purpose: PurposeSpec,
+) -> None:
     """Purpose, then consent or explicit request with a legal basis. Raises the refusal as a Problem."""
-    if not principal.may_request(exchange.evidence_type_id, exchange.purpose):
+    if not principal.may_request(evidence_type.id, purpose.id):
         raise Problem(
             403,
             "policy.not_granted",
-            f"Client {principal.name!r} may not request {exchange.evidence_type_id} "
-            f"for the purpose {exchange.purpose!r}.",
+            f"Client {principal.name!r} may not request {evidence_type.id} for the purpose {purpose.id}.",
         )
     if exchange.consent_id is not None:
         consent_service.use_consent(session, exchange, principal, deps.clock.now())
@@ -151,6 +196,24 @@ def authorise(session: Session, exchange: Exchange, principal: Principal, deps: 
             "policy.legal_basis_missing",
             "An explicit request needs a legal_basis.",
             errors=[{"field": "legal_basis", "message": "required with explicit_request"}],
+        )
+
+
+def check_assurance(evidence_type: EvidenceTypeSpec, given: str | None) -> None:
+    """The evidence type's minimum eIDAS level of assurance, on every channel. Raises the refusal.
+
+    A request that states no level leaves it to the online service, which vouches for the
+    citizen's authentication as it does for the explicit request (the contract's example request
+    states none); a stated level below the minimum is refused.
+    """
+    required = evidence_type.assurance_level
+    if given is not None and ASSURANCE_LEVELS.index(given) < ASSURANCE_LEVELS.index(required):
+        raise Problem(
+            403,
+            "assurance.insufficient",
+            f"{evidence_type.id} needs the eIDAS level of assurance {required} or higher; "
+            f"the citizen authenticated at {given}.",
+            errors=[{"field": "assurance", "message": f"must be {required} or higher"}],
         )
 
 
@@ -174,7 +237,7 @@ def complete(
         problem = Problem(502, "authority.error", "The authority failed to answer.")
         lifecycle.transition(session, exchange, State.FAILED, at=deps.clock.now(), requester=requester, problem=problem)
         return problem
-    return conclude(session, deps, exchange, requester, evidence_type, outcome)
+    return conclude(session, deps, exchange, requester, evidence_type, outcome, query.subject)
 
 
 def conclude(
@@ -184,13 +247,15 @@ def conclude(
     requester: str,
     evidence_type: EvidenceTypeSpec,
     outcome: AdapterOutcome,
+    subject: Subject | None,
 ) -> Problem | None:
-    """Check and seal what the authority answered, and end the exchange. Returns why it failed."""
+    """Check what the authority answered (schema, then whom it is about: ``subject``, the one
+    requested; None if that is no longer known), seal it, and end the exchange. Returns why it failed."""
     problem = _problem_of_outcome(outcome)
     if problem is None:
         assert outcome.evidence is not None
         try:
-            deps.evidence.check(outcome.evidence, evidence_type.namespace, evidence_type.root_element)
+            root = deps.evidence.check(outcome.evidence, evidence_type.namespace, evidence_type.root_element)
         except XmlIntakeError as invalid:
             where = f" at {invalid.path}" if invalid.path else ""
             problem = Problem(
@@ -199,13 +264,42 @@ def conclude(
                 f"The authority's evidence failed the {evidence_type.id} schema{where}: {invalid.detail}",
             )
         else:
-            if exchange.preview:
-                hold_for_preview(session, deps, exchange, requester, outcome.evidence)
-            else:
-                deliver(session, deps, exchange, requester, outcome.evidence)
-            return None
+            problem = _problem_of_subject(exchange, evidence_type, root, subject)
+            if problem is None:
+                if exchange.preview:
+                    hold_for_preview(session, deps, exchange, requester, outcome.evidence)
+                else:
+                    deliver(session, deps, exchange, requester, outcome.evidence)
+                return None
     lifecycle.transition(session, exchange, State.FAILED, at=deps.clock.now(), requester=requester, problem=problem)
     return problem
+
+
+def _problem_of_subject(
+    exchange: Exchange, evidence_type: EvidenceTypeSpec, root: etree._Element, subject: Subject | None
+) -> Problem | None:
+    """Why schema-valid evidence is still not delivered: it is not (or not provably) about the
+    subject asked for. None when it is."""
+    if evidence_type.subject is None or subject is None:
+        why = "the registry names no subject paths for the type" if subject else "the request's subject is gone"
+        log.warning("evidence_subject_unverifiable", exchange=exchange.id, evidence_type=evidence_type.id)
+        return Problem(
+            502,
+            "evidence.subject_unverifiable",
+            f"The broker cannot tell whether the {evidence_type.id} document is about the subject asked for "
+            f"({why}); it was not delivered.",
+        )
+    attribute = differing_attribute(root, evidence_type.subject, subject)
+    if attribute is None:
+        return None
+    # The attribute's name only: the values are personal data.
+    log.warning("evidence_subject_mismatch", exchange=exchange.id, authority=exchange.authority_id, attribute=attribute)
+    return Problem(
+        502,
+        "evidence.subject_mismatch",
+        f"The authority's evidence is about another person than the one requested ({attribute} differs); "
+        "it was not delivered.",
+    )
 
 
 def _problem_of_outcome(outcome: AdapterOutcome) -> Problem | None:

@@ -134,11 +134,23 @@ def subject_pseudonym(
     return PREFIX + digest
 
 
+# Domain separation: the request-digest key is derived from the pseudonym secret, so that a
+# digest can never be confused with (or used to test) a pseudonym.
+_REQUEST_DIGEST_CONTEXT = b"once-only-broker/request-digest/v1"
+
+
 class Pseudonymiser:
-    """Subjects to pseudonyms with the broker's secret (read through ``secret`` when first needed)."""
+    """Keyed digests of personal data with the broker's secret (read through ``secret`` when needed):
+    subjects' pseudonyms, and the digests of requests that name a subject."""
 
     def __init__(self, secret: Callable[[], bytes]) -> None:
         self._secret = secret
+
+    def request_digest(self, canonical_request: bytes) -> str:
+        """HMAC-SHA256 of a request, hex. Unkeyed, the digest of a request naming "Erika Mustermann,
+        1964-08-12" is found by trying names and dates; keyed, not without the secret."""
+        key = hmac.new(self._secret(), _REQUEST_DIGEST_CONTEXT, hashlib.sha256).digest()
+        return hmac.new(key, canonical_request, hashlib.sha256).hexdigest()
 
     def of(self, subject: Subject) -> str:
         return subject_pseudonym(

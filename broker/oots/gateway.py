@@ -13,6 +13,7 @@ from broker.clients.auth import PrincipalCache, authenticate_header
 from broker.clients.service import Principal
 from broker.db.session import Database
 from broker.exchange.dependencies import ExchangeDependencies
+from broker.exchange.service import ExchangeResult, KeyTaken
 from broker.logging import get_logger
 from broker.oots import edm, service
 from broker.oots.edm import EdmCode, EdmError
@@ -92,9 +93,10 @@ class EdmGateway:
                 with self._database.unit_of_work() as session:
                     exchange = service.after_preview(session, self._deps, principal, request)
             else:
-                with self._database.unit_of_work() as session:
-                    result = service.start(session, self._deps, principal, request)
-                    self._remote.begin(session, result)
+                try:
+                    result = self._start(principal, request)
+                except KeyTaken:  # the same request id arrived twice at once: this one replays the first
+                    result = self._start(principal, request)
                 # A remote authority is asked only after the routed state is committed; then the
                 # gateway waits the synchronous window like the JSON API (an exchange still open
                 # then is EDM:ERR:0005).
@@ -109,6 +111,12 @@ class EdmGateway:
             origin=self._origin,
             preview_location=lambda exchange_id: location(public_base, self._previews, exchange_id),
         )
+
+    def _start(self, principal: Principal, request: edm.EvidenceRequest) -> ExchangeResult:
+        with self._database.unit_of_work() as session:
+            result = service.start(session, self._deps, principal, request)
+            self._remote.begin(session, result)
+        return result
 
     def _failure(
         self, error: EdmError, request_id: str | None, request: edm.EvidenceRequest | None = None, status: int = 200

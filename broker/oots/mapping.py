@@ -29,7 +29,6 @@ from pydantic import ValidationError
 from adapters.identity import is_valid_idnr, name_key
 from broker.exchange.schemas import EvidenceRequestIn, SubjectIn
 from broker.oots.edm import (
-    ASSURANCE_LEVELS,
     Agent,
     EdmCode,
     EdmError,
@@ -38,13 +37,15 @@ from broker.oots.edm import (
     RequestedEvidenceType,
 )
 from broker.problems import Problem
-from broker.registry.schemas import AuthoritySpec, EvidenceTypeSpec
+from broker.registry.schemas import ASSURANCE_LEVELS, AuthoritySpec, EvidenceTypeSpec
 from broker.registry.service import RegistrySnapshot
 
 CHANNEL = "oots"
 # Every OOTS exchange rests on the Single Digital Gateway Regulation; the explicit request is
-# the citizen's, given at the requester's portal (ExplicitRequestGiven).
-LEGAL_BASIS = "Regulation (EU) 2018/1724 (SDGR) Art. 14"
+# the citizen's, given at the requester's portal (ExplicitRequestGiven). The registry id of that
+# legal basis (Regulation (EU) 2018/1724, Art. 14); the request's Procedure names the purpose,
+# by a registered purpose's id or exact name.
+LEGAL_BASIS = "eu-sdgr-14"
 
 # (register kind) → the person's attribute that decides which authority is competent.
 DETERMINING_ATTRIBUTE = {
@@ -65,6 +66,8 @@ _CODES: tuple[tuple[str, EdmCode], ...] = (
     ("preview.unavailable", EdmCode.UNSUPPORTED),
     ("preview.", EdmCode.AUTHORIZATION),
     ("evidence_type.unknown", EdmCode.NOT_FOUND),
+    ("purpose.unknown", EdmCode.INVALID_REQUEST),
+    ("legal_basis.not_applicable", EdmCode.AUTHORIZATION),
     ("route.not_found", EdmCode.NOT_FOUND),
     ("subject.", EdmCode.NOT_FOUND),
     ("evidence.expired", EdmCode.NOT_FOUND),
@@ -165,6 +168,7 @@ def evidence_request_in(
             legal_basis=LEGAL_BASIS,
             explicit_request=request.explicit_request_given,
             preview=request.possibility_for_preview,
+            assurance=request.person.assurance if request.person is not None else None,
         )
     except ValidationError as invalid:
         fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in invalid.errors())

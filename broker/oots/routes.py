@@ -15,7 +15,8 @@ The broker's stable reason code is in the exception's ``Reason`` slot either way
 media type, parse, root, authentication, schema, then the EDM content: parsing first (it is
 cheap and bounded) lets even a refusal of an unauthenticated caller echo the ``requestId``.
 A body over the configured limit announced by Content-Length is refused by the HTTP layer
-before it reaches the gateway (413 problem+json ``request.too_large``).
+before it reaches the gateway (413 problem+json ``request.too_large``), and so are two
+Authorization headers (400 ``auth.duplicate_header``) and control characters in the URL (422).
 """
 
 from __future__ import annotations

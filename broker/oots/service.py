@@ -259,7 +259,7 @@ def _evidence_answer(
     exchange: Exchange, request: EvidenceRequest, registry: RegistrySnapshot, now: datetime, origin: str
 ) -> Answer:
     assert exchange.evidence is not None and request.person is not None
-    spec = registry.evidence_types.get(exchange.evidence_type_id)
+    spec = registry.evidence_types.get(exchange.evidence_type_id or "")
     authority = registry.authorities.get(exchange.authority_id or "")
     if spec is None or authority is None:  # the registry changed under a delivered exchange
         return failure(

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from broker.deps import Db
+from broker.deps import Db, MetricsReader
 from broker.problems import Problem
 
 router = APIRouter(tags=["operations"])
@@ -28,5 +28,5 @@ def readyz(db: Db) -> dict[str, str]:
 
 
 @router.get("/metrics")
-def metrics() -> Response:
+def metrics(_: MetricsReader) -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -7,7 +7,6 @@ that redirects there). The responses are never cached and never leak the address
 
 from __future__ import annotations
 
-import urllib.parse
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Query
@@ -31,14 +30,6 @@ SECURITY_HEADERS = {
 }
 
 
-def _return_url(value: str | None) -> str | None:
-    # Only a plain web address is linked back to: never javascript:, data: or the like.
-    if not value or len(value) > 2000:
-        return None
-    parsed = urllib.parse.urlsplit(value)
-    return value if parsed.scheme in ("https", "http") and parsed.netloc else None
-
-
 def _html(body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
 
@@ -50,9 +41,9 @@ def show_preview(
     deps: Exchanges,
     returnurl: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> HTMLResponse:
-    return_url = _return_url(returnurl)
     registry = deps.registry.get()
     with db.unit_of_work() as session:  # looking may expire the preview, which writes
+        return_url = service.return_url(session, token, returnurl)
         state = service.find(session, deps, token)
         if state is None:
             return _html(page.not_found_page(), 404)
@@ -61,10 +52,10 @@ def show_preview(
             return _html(
                 page.outcome_page(preview.state, return_url, already=True), 410 if preview.state == "expired" else 200
             )
-        evidence_type = registry.evidence_types.get(exchange.evidence_type_id)
+        evidence_type = registry.evidence_types.get(exchange.evidence_type_id or "")
         authority = registry.authorities.get(exchange.authority_id or "")
         facts = page.PageFacts(
-            evidence_title=evidence_type.title if evidence_type else exchange.evidence_type_id,
+            evidence_title=evidence_type.title if evidence_type else exchange.evidence_type_id or "",
             authority=authority.name if authority else "der zuständigen Behörde",
             requester=service.requester_name(session, exchange),
             expires_at=as_utc(preview.expires_at),
@@ -81,7 +72,8 @@ def decide_preview(
     decision: Annotated[str, Form(pattern="^(approve|decline)$")],
     returnurl: Annotated[str | None, Form(max_length=2000)] = None,
 ) -> HTMLResponse:
-    return_url = _return_url(returnurl)
+    with db.read() as session:
+        return_url = service.return_url(session, token, returnurl)
     try:
         with db.unit_of_work() as session:
             outcome = service.decide(session, deps, token, decision == "approve").preview.state

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from broker import egress
 from broker.clients import repository as clients
 from broker.clock import Clock, as_utc
 from broker.db.models import Exchange, Preview
@@ -185,6 +186,18 @@ def decide(session: Session, deps: ExchangeDependencies, token: str, approve: bo
         )
     log.info("preview_decided", exchange=exchange.id, outcome=outcome)
     return state
+
+
+def return_url(session: Session, token: str, wanted: str | None) -> str | None:
+    """Where the citizen's page may link back to: ``wanted`` only if it points to a callback
+    origin the requester of the preview's exchange registered; None otherwise."""
+    if not wanted or not _TOKEN.match(token):
+        return None
+    preview = repository.by_token_hash(session, hash_token(token))
+    exchange = exchanges.get(session, preview.exchange_id) if preview is not None else None
+    if exchange is None:
+        return None
+    return wanted if egress.is_under_origins(wanted, clients.callback_origins(session, exchange.requester_id)) else None
 
 
 def requester_name(session: Session, exchange: Exchange) -> str:

@@ -2,29 +2,61 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+import hashlib
+
+from sqlalchemy import delete, func, or_, select, text
 from sqlalchemy.orm import Session
 
-from broker.db.models import Authority, EvidenceType, Route
-from broker.registry.schemas import AuthoritySpec, EvidenceTypeSpec, RegistryDocument, RouteSpec
+from broker.db.models import Authority, EvidenceType, LegalBasis, Purpose, Route
+from broker.registry.schemas import (
+    AuthoritySpec,
+    EvidenceTypeSpec,
+    LegalBasisSpec,
+    PurposeSpec,
+    RegistryDocument,
+    RouteSpec,
+    SubjectPaths,
+)
+
+# pg_advisory_xact_lock takes a bigint; derived from a name, like the integrator's.
+REGISTRY_LOCK_KEY = int.from_bytes(hashlib.sha256(b"broker.registry.changes").digest()[:8], "big", signed=True)
+
+
+def lock_registry(session: Session) -> None:
+    """Be the only registry writer until the transaction ends: a PostgreSQL advisory lock; on
+    SQLite the engine's BEGIN IMMEDIATE already admits one writer (the query begins it)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(REGISTRY_LOCK_KEY)))
+    else:
+        session.execute(text("SELECT 1"))
 
 
 def read_document(session: Session) -> RegistryDocument:
+    """The stored registry, as it is: read without validation, so that a rule added later never
+    makes a stored registry unreadable (writes are validated)."""
     types = session.scalars(select(EvidenceType).order_by(EvidenceType.id)).all()
+    purposes = session.scalars(select(Purpose).order_by(Purpose.id)).all()
+    legal_bases = session.scalars(select(LegalBasis).order_by(LegalBasis.id)).all()
     authorities = session.scalars(select(Authority).order_by(Authority.id)).all()
     routes = session.scalars(select(Route).order_by(Route.evidence_type_id, Route.ars_prefix)).all()
     return RegistryDocument.model_construct(
         evidence_types=[
-            EvidenceTypeSpec(
+            EvidenceTypeSpec.model_construct(
                 id=t.id,
                 title=t.title,
                 namespace=t.namespace,
                 root_element=t.root_element,
-                assurance_level=t.assurance_level,  # type: ignore[arg-type]
+                assurance_level=t.assurance_level,
                 oots_classifications=list(t.oots_classifications or []),
                 preview_required=t.preview_required,
+                subject=SubjectPaths.model_construct(**t.subject_paths) if t.subject_paths else None,
             )
             for t in types
+        ],
+        purposes=[PurposeSpec.model_construct(id=p.id, name=p.name, leika_key=p.leika_key) for p in purposes],
+        legal_bases=[
+            LegalBasisSpec.model_construct(id=b.id, citation=b.citation, evidence_types=list(b.evidence_types))
+            for b in legal_bases
         ],
         authorities=[
             AuthoritySpec.model_construct(
@@ -40,7 +72,9 @@ def read_document(session: Session) -> RegistryDocument:
             for a in authorities
         ],
         routes=[
-            RouteSpec(evidence_type=r.evidence_type_id, ars_prefix=r.ars_prefix, authority=r.authority_id)
+            RouteSpec.model_construct(
+                evidence_type=r.evidence_type_id, ars_prefix=r.ars_prefix, authority=r.authority_id
+            )
             for r in routes
         ],
     )
@@ -48,6 +82,10 @@ def read_document(session: Session) -> RegistryDocument:
 
 def replace_document(session: Session, document: RegistryDocument) -> None:
     session.execute(delete(Route))
+    # Vocabularies are replaced whole (nothing refers to their rows), so a name or citation that
+    # moves from one entry to another never meets itself in the unique index.
+    session.execute(delete(Purpose))
+    session.execute(delete(LegalBasis))
     wanted_types = {t.id for t in document.evidence_types}
     wanted_authorities = {a.id for a in document.authorities}
     for existing in session.scalars(select(EvidenceType)).all():
@@ -58,7 +96,10 @@ def replace_document(session: Session, document: RegistryDocument) -> None:
             session.delete(existing_authority)
     session.flush()
     for t in document.evidence_types:
-        session.merge(EvidenceType(**t.model_dump()))
+        fields = t.model_dump(exclude={"subject"})
+        session.merge(EvidenceType(**fields, subject_paths=t.subject.model_dump() if t.subject else None))
+    session.add_all(Purpose(**purpose.model_dump()) for purpose in document.purposes)
+    session.add_all(LegalBasis(**basis.model_dump()) for basis in document.legal_bases)
     for a in document.authorities:
         upsert_authority(session, a)
     session.flush()
@@ -89,9 +130,10 @@ def delete_route(session: Session, evidence_type: str, ars_prefix: str) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def authority_exists(session: Session, authority_id: str) -> bool:
-    return session.get(Authority, authority_id) is not None
-
-
 def evidence_type_exists(session: Session, evidence_type_id: str) -> bool:
     return session.get(EvidenceType, evidence_type_id) is not None
+
+
+def purpose_id(session: Session, reference: str) -> str | None:
+    """The id of the purpose named by its id or its exact name; None if none is registered."""
+    return session.scalar(select(Purpose.id).where(or_(Purpose.id == reference, Purpose.name == reference)))

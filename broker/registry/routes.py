@@ -1,56 +1,117 @@
-"""/v1/admin/registry: read and change evidence types, authorities and routes (admin role)."""
+"""/v1/admin/registry: read and change the registry (admin role).
+
+Every GET answers an ``ETag``; replacing what exists (the whole registry, an authority, a route)
+needs it back as ``If-Match`` (428 without, 412 when it has changed since). Every change is a
+``registry_changed`` log entry naming the admin.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
 
-from broker.deps import Admin, Db, Registry
-from broker.problems import Problem
-from broker.registry import repository
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from broker.deps import Admin, ClockDep, Db, Egress, Registry
+from broker.problems import Problem, problem_responses
+from broker.registry import repository, service
 from broker.registry.schemas import AuthoritySpec, RegistryDocument, RouteSpec
 
 router = APIRouter(prefix="/v1/admin/registry", tags=["registry"])
 
+IfMatch = Annotated[
+    str | None,
+    Header(alias="If-Match", max_length=1000, description="The ETag of what the request replaces (from its GET)"),
+]
+EvidenceTypeParam = Annotated[str, Query(min_length=1, max_length=200)]
+ArsPrefixParam = Annotated[str, Query(pattern=r"^[0-9]{0,12}$")]
+RESPONSES = problem_responses(401, 403, 404, 412, 422, 428)
 
-@router.get("", response_model=RegistryDocument)
-def get_registry(_: Admin, registry: Registry) -> RegistryDocument:
-    return registry.get_document()
+
+def _tagged(entry: BaseModel, etag: str, status_code: int = 200) -> JSONResponse:
+    return JSONResponse(entry.model_dump(mode="json"), status_code=status_code, headers={"ETag": f'"{etag}"'})
 
 
-@router.put("", response_model=RegistryDocument)
-def replace_registry(body: RegistryDocument, _: Admin, db: Db, registry: Registry) -> RegistryDocument:
+@router.get("", response_model=RegistryDocument, responses=RESPONSES)
+def get_registry(_: Admin, db: Db) -> JSONResponse:
+    # From the database, not this process's snapshot: the ETag must be the one a change compares.
+    with db.read() as session:
+        document = repository.read_document(session)
+    return _tagged(document, service.digest(document))
+
+
+@router.put("", response_model=RegistryDocument, responses=RESPONSES)
+def replace_registry(
+    body: RegistryDocument,
+    admin: Admin,
+    db: Db,
+    registry: Registry,
+    clock: ClockDep,
+    egress: Egress,
+    if_match: IfMatch = None,
+) -> JSONResponse:
     with db.unit_of_work() as session:
-        repository.replace_document(session, body)
+        etag = service.replace_registry(
+            session, body, actor=admin.name, now=clock.now(), if_match=if_match, egress=egress
+        )
     registry.refresh()
-    return body
+    return _tagged(body, etag)
 
 
-@router.put("/authorities/{authority_id}", response_model=AuthoritySpec)
-def put_authority(authority_id: str, body: AuthoritySpec, _: Admin, db: Db, registry: Registry) -> AuthoritySpec:
+@router.get("/authorities/{authority_id}", response_model=AuthoritySpec, responses=RESPONSES)
+def get_authority(authority_id: str, _: Admin, db: Db) -> JSONResponse:
+    with db.read() as session:
+        authority = service.authority_of(repository.read_document(session), authority_id)
+    return _tagged(authority, service.digest(authority))
+
+
+@router.put("/authorities/{authority_id}", response_model=AuthoritySpec, responses=RESPONSES)
+def put_authority(
+    authority_id: str,
+    body: AuthoritySpec,
+    admin: Admin,
+    db: Db,
+    registry: Registry,
+    clock: ClockDep,
+    egress: Egress,
+    if_match: IfMatch = None,
+) -> JSONResponse:
     if body.id != authority_id:
         raise Problem(422, "registry.id_mismatch", f"Body id {body.id!r} differs from the path's {authority_id!r}.")
     with db.unit_of_work() as session:
-        repository.upsert_authority(session, body)
+        etag = service.put_authority(session, body, actor=admin.name, now=clock.now(), if_match=if_match, egress=egress)
     registry.refresh()
-    return body
+    return _tagged(body, etag)
 
 
-@router.put("/routes", response_model=RouteSpec)
-def put_route(body: RouteSpec, _: Admin, db: Db, registry: Registry) -> RouteSpec:
+@router.get("/routes", response_model=RouteSpec, responses=RESPONSES)
+def get_route(evidence_type: EvidenceTypeParam, ars_prefix: ArsPrefixParam, _: Admin, db: Db) -> JSONResponse:
+    with db.read() as session:
+        route = service.route_of(repository.read_document(session), evidence_type, ars_prefix)
+    return _tagged(route, service.digest(route))
+
+
+@router.put("/routes", response_model=RouteSpec, responses=RESPONSES)
+def put_route(
+    body: RouteSpec, admin: Admin, db: Db, registry: Registry, clock: ClockDep, if_match: IfMatch = None
+) -> JSONResponse:
     with db.unit_of_work() as session:
-        if not repository.evidence_type_exists(session, body.evidence_type):
-            raise Problem(422, "evidence_type.unknown", f"Unknown evidence type {body.evidence_type!r}.")
-        if not repository.authority_exists(session, body.authority):
-            raise Problem(422, "authority.unknown", f"Unknown authority {body.authority!r}.")
-        repository.add_route(session, body)
+        etag = service.put_route(session, body, actor=admin.name, now=clock.now(), if_match=if_match)
     registry.refresh()
-    return body
+    return _tagged(body, etag)
 
 
-@router.delete("/routes", status_code=204)
-def delete_route(evidence_type: str, ars_prefix: str, _: Admin, db: Db, registry: Registry) -> Response:
+@router.delete("/routes", status_code=204, responses=RESPONSES)
+def delete_route(
+    evidence_type: EvidenceTypeParam,
+    ars_prefix: ArsPrefixParam,
+    admin: Admin,
+    db: Db,
+    registry: Registry,
+    clock: ClockDep,
+) -> Response:
     with db.unit_of_work() as session:
-        if not repository.delete_route(session, evidence_type, ars_prefix):
-            raise Problem(404, "route.not_found", f"No route for {evidence_type} at {ars_prefix!r}.")
+        service.delete_route(session, evidence_type, ars_prefix, actor=admin.name, now=clock.now())
     registry.refresh()
     return Response(status_code=204)

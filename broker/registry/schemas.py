@@ -2,36 +2,170 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from lxml import etree
+from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
-ArsPrefix = Field(pattern=r"^[0-9]{0,12}$", description="Regionalschlüssel prefix (ARS), up to 12 digits")
+from adapters.signing import SignatureError, load_public_key
+from broker.egress import destination
+from broker.schemas_common import MULTILINE, ApiModel
+
+# eIDAS levels of assurance, in increasing order.
+AssuranceLevel = Literal["low", "substantial", "high"]
+ASSURANCE_LEVELS: tuple[AssuranceLevel, ...] = get_args(AssuranceLevel)
 
 
-class EvidenceTypeSpec(BaseModel):
+def assurance_level(value: str) -> AssuranceLevel | None:
+    """The level a value names (case-insensitive), or None."""
+    return next((level for level in ASSURANCE_LEVELS if level == value.lower()), None)
+
+
+# Where a Regionalschlüssel (ARS) may be cut: the whole country, Land (2 digits), Regierungsbezirk
+# (1), Kreis (2), Gemeindeverband (4), Gemeinde (3). A prefix between two levels names no area.
+ARS_LEVELS = (0, 2, 3, 5, 9, 12)
+# Ids of registry entries: requests, grants and log entries name them, so they are identifiers.
+ID_PATTERN = r"^[A-Za-z0-9._-]+$"
+
+
+def _well_formed_ars(value: str) -> str:
+    if len(value) not in ARS_LEVELS:
+        raise ValueError("an ARS prefix ends at a level: 0, 2, 3, 5, 9 or 12 digits")
+    if value and not 1 <= int(value[:2]) <= 16:
+        raise ValueError("an ARS begins with the key of a Land, 01 to 16")
+    return value
+
+
+ArsPrefix = Annotated[
+    str,
+    Field(pattern=r"^[0-9]{0,12}$", description="Regionalschlüssel prefix (ARS), cut at one of its levels"),
+    AfterValidator(_well_formed_ars),
+]
+
+
+def check_endpoint_url(url: str) -> None:
+    """Where the broker may call an authority; raises ValueError naming what is wrong.
+
+    Every registry write validates each authority's ``endpoint_url`` here (the admin API,
+    ``broker registry load``, ``broker adapters connect``); reads of the stored registry do not,
+    so a stricter rule never makes it unreadable. Here the form, whatever the settings: an
+    http(s) URL with a host, nothing URL parsers disagree on (``broker.egress.destination``).
+    What depends on the settings (https outside development, the addresses, the allow-list)
+    is checked by the registry's write functions (``service.check_endpoints``).
+    """
+    destination(url)
+
+
+class SubjectPaths(ApiModel):
+    """Where an evidence type's documents state their subject: XPath 1.0 expressions, evaluated
+    on the document's root element, each selecting one node (or giving a string)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Prefix → namespace URI, for the expressions below.
+    namespaces: dict[str, str] = {}
+    family_name: str = Field(min_length=1, max_length=500)
+    given_names: str = Field(min_length=1, max_length=500)
+    birth_date: str = Field(min_length=1, max_length=500)
+    # Not every document states the IDNr; where both the request and the document have one, it decides.
+    idnr: str | None = Field(default=None, min_length=1, max_length=500)
+
+    def paths(self) -> dict[str, str]:
+        """Attribute → expression, for the attributes this type's documents state."""
+        named = {
+            "family_name": self.family_name,
+            "given_names": self.given_names,
+            "birth_date": self.birth_date,
+            "idnr": self.idnr,
+        }
+        return {attribute: path for attribute, path in named.items() if path is not None}
+
+    @model_validator(mode="after")
+    def _paths_evaluate(self) -> SubjectPaths:
+        # Evaluated once on an empty element: this catches syntax errors, undeclared prefixes and
+        # expressions that give numbers or truth values instead of nodes or a string.
+        for attribute, path in self.paths().items():
+            try:
+                found = etree.XPath(path, namespaces=self.namespaces)(etree.Element("empty"))
+            except (etree.XPathError, TypeError, ValueError) as error:
+                raise ValueError(f"subject.{attribute}: not a usable XPath ({error})") from None
+            if not isinstance(found, list | str):
+                raise ValueError(f"subject.{attribute}: the XPath must select nodes or give a string")
+        return self
+
+
+class EvidenceTypeSpec(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(min_length=1, max_length=200)
-    title: str
-    namespace: str
-    root_element: str
-    assurance_level: Literal["low", "substantial", "high"] = "substantial"
-    oots_classifications: list[str] = []
+    title: str = Field(min_length=1, max_length=200)
+    namespace: str = Field(min_length=1, max_length=300)
+    root_element: str = Field(min_length=1, max_length=100)
+    assurance_level: AssuranceLevel = "substantial"
+    oots_classifications: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(default=[], max_length=50)
     preview_required: bool = False
+    # Required on every write; None only for a type stored before the broker checked subjects
+    # (its evidence is then never delivered: the broker cannot tell whom it is about).
+    subject: SubjectPaths | None = None
+
+    @model_validator(mode="after")
+    def _names_its_subject(self) -> EvidenceTypeSpec:
+        if self.subject is None:
+            raise ValueError(f"evidence type {self.id}: subject (where its documents state the subject) is required")
+        return self
 
 
-class AuthoritySpec(BaseModel):
+class PurposeSpec(ApiModel):
+    """Why a requester may ask: requests and grants name it by id or by its exact name."""
+
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
-    name: str
-    ars: str = ArsPrefix
+    id: str = Field(min_length=1, max_length=100, pattern=ID_PATTERN)
+    name: str = Field(min_length=1, max_length=300, examples=["Wohngeldantrag"])
+    # Key of the administrative service in the Leistungskatalog (LeiKa), 14 digits.
+    leika_key: str | None = Field(default=None, pattern=r"^[0-9]{14}$")
+
+
+class LegalBasisSpec(ApiModel):
+    """A provision an explicit request rests on, named by id or by its exact citation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=100, pattern=ID_PATTERN)
+    citation: str = Field(min_length=1, max_length=300, examples=["§ 23 WoGG"])
+    # The evidence types a request may obtain on this basis.
+    evidence_types: list[str] = Field(min_length=1, max_length=200)
+
+
+class AuthoritySpec(ApiModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=100, pattern=ID_PATTERN)
+    name: str = Field(min_length=1, max_length=300)
+    ars: ArsPrefix
     register_kind: Literal["melderegister", "standesamt", "gewerberegister"]
     binding: Literal["in_process", "http_push", "pull"] = "in_process"
-    endpoint_url: str | None = None
+    endpoint_url: str | None = Field(default=None, max_length=500)
     timeout_seconds: float = Field(default=5.0, gt=0, le=120)
-    public_key_pem: str | None = None
+    public_key_pem: Annotated[str | None, MULTILINE] = Field(default=None, max_length=2000)
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint_allowed(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_endpoint_url(value)
+        return value
+
+    @field_validator("public_key_pem")
+    @classmethod
+    def _key_parses(cls, value: str | None) -> str | None:
+        # Answers are verified against this key: one that does not load would fail every answer.
+        if value is not None:
+            try:
+                load_public_key(value)
+            except SignatureError:
+                raise ValueError("public_key_pem must be a PEM Ed25519 public key") from None
+        return value
 
     @model_validator(mode="after")
     def _push_needs_endpoint(self) -> AuthoritySpec:
@@ -40,25 +174,46 @@ class AuthoritySpec(BaseModel):
         return self
 
 
-class RouteSpec(BaseModel):
+class RouteSpec(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
-    evidence_type: str
-    ars_prefix: str = ArsPrefix
-    authority: str
+    evidence_type: str = Field(min_length=1, max_length=200)
+    ars_prefix: ArsPrefix
+    authority: str = Field(min_length=1, max_length=100)
 
 
-class RegistryDocument(BaseModel):
+class RegistryDocument(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
     evidence_types: list[EvidenceTypeSpec] = []
+    purposes: list[PurposeSpec] = []
+    legal_bases: list[LegalBasisSpec] = []
     authorities: list[AuthoritySpec] = []
     routes: list[RouteSpec] = []
+
+    @model_validator(mode="after")
+    def _entries_unique(self) -> RegistryDocument:
+        for section, ids in (
+            ("evidence type", [t.id for t in self.evidence_types]),
+            ("purpose", [p.id for p in self.purposes]),
+            ("legal basis", [b.id for b in self.legal_bases]),
+            ("authority", [a.id for a in self.authorities]),
+        ):
+            _refuse_duplicates(section, ids)
+        # A request names a purpose or legal basis by id or by its exact name or citation: no
+        # such name may stand for two entries.
+        _refuse_ambiguous_names("purpose", [(p.id, p.name) for p in self.purposes])
+        _refuse_ambiguous_names("legal basis", [(b.id, b.citation) for b in self.legal_bases])
+        return self
 
     @model_validator(mode="after")
     def _references_resolve(self) -> RegistryDocument:
         types = {t.id for t in self.evidence_types}
         authorities = {a.id for a in self.authorities}
+        for basis in self.legal_bases:
+            for evidence_type in basis.evidence_types:
+                if evidence_type not in types:
+                    raise ValueError(f"legal basis {basis.id}: unknown evidence type {evidence_type}")
         seen: set[tuple[str, str]] = set()
         for route in self.routes:
             if route.evidence_type not in types:
@@ -70,3 +225,19 @@ class RegistryDocument(BaseModel):
                 raise ValueError(f"duplicate route for {route.evidence_type} at {route.ars_prefix!r}")
             seen.add(key)
         return self
+
+
+def _refuse_duplicates(section: str, ids: list[str]) -> None:
+    seen: set[str] = set()
+    for entry_id in ids:
+        if entry_id in seen:
+            raise ValueError(f"duplicate {section} {entry_id!r}")
+        seen.add(entry_id)
+
+
+def _refuse_ambiguous_names(section: str, entries: list[tuple[str, str]]) -> None:
+    owner: dict[str, str] = {}
+    for entry_id, name in entries:
+        for key in (entry_id, name):
+            if owner.setdefault(key, entry_id) != entry_id:
+                raise ValueError(f"{section} {key!r} names two entries, {owner[key]} and {entry_id}")

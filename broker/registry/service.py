@@ -6,18 +6,39 @@ this process: a change made through any process reaches every process within tha
 request path only ever reads memory, so it never opens a second database session inside its
 own transaction (on SQLite, where every transaction takes the write lock, that would wait for
 itself).
+
+Changes (admin API, ``broker registry load``, ``broker adapters connect``, ``broker demo seed``)
+go through the functions at the end: one writer at a time, replacing only with the ETag of what
+is replaced (If-Match), and each change a ``registry_changed`` log entry naming who changed
+what, with the digests of the whole registry before and after.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
+import rfc8785
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from broker.audit.service import EntryFacts, record
+from broker.egress import STRICT, EgressPolicy, EgressRefused
 from broker.problems import Problem
-from broker.registry.schemas import AuthoritySpec, EvidenceTypeSpec, RegistryDocument
+from broker.registry import repository
+from broker.registry.schemas import (
+    AuthoritySpec,
+    EvidenceTypeSpec,
+    LegalBasisSpec,
+    PurposeSpec,
+    RegistryDocument,
+    RouteSpec,
+)
 
 
 @dataclass(frozen=True)
@@ -26,6 +47,9 @@ class RegistrySnapshot:
     authorities: dict[str, AuthoritySpec]
     # evidence type → ARS prefix → authority id
     routes: dict[str, dict[str, str]]
+    # Vocabularies, each under its id and under its exact name (purposes) or citation (legal bases).
+    purposes: dict[str, PurposeSpec]
+    legal_bases: dict[str, LegalBasisSpec]
 
     @classmethod
     def from_document(cls, document: RegistryDocument) -> RegistrySnapshot:
@@ -36,7 +60,17 @@ class RegistrySnapshot:
             evidence_types={t.id: t for t in document.evidence_types},
             authorities={a.id: a for a in document.authorities},
             routes=routes,
+            purposes={key: p for p in document.purposes for key in (p.name, p.id)},
+            legal_bases={key: b for b in document.legal_bases for key in (b.citation, b.id)},
         )
+
+    def purpose(self, reference: str) -> PurposeSpec | None:
+        """The purpose a request or grant names, by id or by its exact name; None if unregistered."""
+        return self.purposes.get(reference)
+
+    def legal_basis(self, reference: str) -> LegalBasisSpec | None:
+        """The legal basis a request names, by id or by its exact citation; None if unregistered."""
+        return self.legal_bases.get(reference)
 
     def evidence_type(self, evidence_type_id: str) -> EvidenceTypeSpec:
         spec = self.evidence_types.get(evidence_type_id)
@@ -104,22 +138,15 @@ class RegistryCache:
     def __init__(self, load: Callable[[], RegistryDocument]) -> None:
         self._load = load
         self._lock = threading.Lock()
-        self._state = self._read()
+        self._snapshot = RegistrySnapshot.from_document(load())
 
     def get(self) -> RegistrySnapshot:
-        return self._state[1]
-
-    def get_document(self) -> RegistryDocument:
-        return self._state[0]
+        return self._snapshot
 
     def refresh(self) -> None:
         """Read the registry again (the background job, and after a change through this process)."""
         with self._lock:
-            self._state = self._read()
-
-    def _read(self) -> tuple[RegistryDocument, RegistrySnapshot]:
-        document = self._load()
-        return document, RegistrySnapshot.from_document(document)
+            self._snapshot = RegistrySnapshot.from_document(self._load())
 
 
 class FixedRegistry:
@@ -135,3 +162,157 @@ class FixedRegistry:
 def read_toml(path: Path) -> RegistryDocument:
     with path.open("rb") as handle:
         return RegistryDocument.model_validate(tomllib.load(handle))
+
+
+# --- changes ------------------------------------------------------------------------------------
+
+
+def digest(entry: BaseModel) -> str:
+    """SHA-256 (hex) of a registry document's or entry's canonical JSON (RFC 8785): its ETag, and
+    what the log records of the registry before and after a change."""
+    return hashlib.sha256(rfc8785.dumps(entry.model_dump(mode="json"))).hexdigest()
+
+
+def etag_matches(if_match: str, etag: str) -> bool:
+    """RFC 9110 If-Match against an existing entry: ``*``, or one of the listed strong ETags."""
+    tags = [tag.strip() for tag in if_match.split(",")]
+    return "*" in tags or f'"{etag}"' in tags
+
+
+def check_endpoints(authorities: Sequence[AuthoritySpec], egress: EgressPolicy, field: str) -> None:
+    """Refuse an authority endpoint the egress policy refuses (422 naming the field); ``field``
+    is the path of the authorities in the body with ``{}`` for the index, or one authority's."""
+    for index, authority in enumerate(authorities):
+        if authority.endpoint_url is None:
+            continue
+        try:
+            egress.check_url(authority.endpoint_url)
+        except EgressRefused as refusal:
+            raise Problem(
+                422,
+                "endpoint_url.not_allowed",
+                f"Authority {authority.id}: {refusal.detail}",
+                errors=[{"field": field.format(index), "message": refusal.detail, "reason": refusal.reason}],
+            ) from None
+
+
+def replace_registry(
+    session: Session,
+    document: RegistryDocument,
+    *,
+    actor: str,
+    now: datetime,
+    if_match: str | None,
+    egress: EgressPolicy = STRICT,
+) -> str:
+    """Replace the whole registry; returns its new digest (ETag). ``if_match`` ``*`` replaces
+    whatever is there (the command line)."""
+    check_endpoints(document.authorities, egress, "authorities.{}.endpoint_url")
+    before = _locked_document(session)
+    _precondition("The registry", digest(before), if_match)
+    repository.replace_document(session, document)
+    return _record_change(session, "registry", before, actor=actor, now=now)
+
+
+def put_authority(
+    session: Session,
+    spec: AuthoritySpec,
+    *,
+    actor: str,
+    now: datetime,
+    if_match: str | None,
+    egress: EgressPolicy = STRICT,
+) -> str:
+    """Add an authority, or replace it (then ``if_match`` must hold its ETag); returns its new ETag."""
+    check_endpoints([spec], egress, "endpoint_url")
+    before = _locked_document(session)
+    current = next((a for a in before.authorities if a.id == spec.id), None)
+    _precondition(f"Authority {spec.id}", digest(current) if current is not None else None, if_match)
+    repository.upsert_authority(session, spec)
+    _record_change(session, f"authorities/{spec.id}", before, actor=actor, now=now)
+    return digest(spec)
+
+
+def put_route(session: Session, spec: RouteSpec, *, actor: str, now: datetime, if_match: str | None) -> str:
+    """Add a route, or replace the one of its type and prefix (then ``if_match`` must hold its
+    ETag); returns its new ETag."""
+    before = _locked_document(session)
+    if not any(t.id == spec.evidence_type for t in before.evidence_types):
+        raise Problem(422, "evidence_type.unknown", f"Unknown evidence type {spec.evidence_type!r}.")
+    if not any(a.id == spec.authority for a in before.authorities):
+        raise Problem(422, "authority.unknown", f"Unknown authority {spec.authority!r}.")
+    current = _route(before, spec.evidence_type, spec.ars_prefix)
+    what = f"The route of {spec.evidence_type} at {spec.ars_prefix!r}"
+    _precondition(what, digest(current) if current is not None else None, if_match)
+    repository.add_route(session, spec)
+    _record_change(session, f"routes/{spec.evidence_type}/{spec.ars_prefix}", before, actor=actor, now=now)
+    return digest(spec)
+
+
+def delete_route(session: Session, evidence_type: str, ars_prefix: str, *, actor: str, now: datetime) -> None:
+    before = _locked_document(session)
+    if not repository.delete_route(session, evidence_type, ars_prefix):
+        raise Problem(404, "route.not_found", f"No route for {evidence_type} at {ars_prefix!r}.")
+    _record_change(session, f"routes/{evidence_type}/{ars_prefix}", before, actor=actor, now=now)
+
+
+def route_of(document: RegistryDocument, evidence_type: str, ars_prefix: str) -> RouteSpec:
+    """The route of a type at a prefix; raises its 404 problem if there is none."""
+    found = _route(document, evidence_type, ars_prefix)
+    if found is None:
+        raise Problem(404, "route.not_found", f"No route for {evidence_type} at {ars_prefix!r}.")
+    return found
+
+
+def authority_of(document: RegistryDocument, authority_id: str) -> AuthoritySpec:
+    """An authority of the document; raises its 404 problem if there is none."""
+    found = next((a for a in document.authorities if a.id == authority_id), None)
+    if found is None:
+        raise Problem(404, "authority.not_found", f"No authority {authority_id!r}.")
+    return found
+
+
+def _route(document: RegistryDocument, evidence_type: str, ars_prefix: str) -> RouteSpec | None:
+    return next((r for r in document.routes if (r.evidence_type, r.ars_prefix) == (evidence_type, ars_prefix)), None)
+
+
+def _locked_document(session: Session) -> RegistryDocument:
+    # One registry writer at a time, so that the ETag compared is the one replaced.
+    repository.lock_registry(session)
+    return repository.read_document(session)
+
+
+def _precondition(what: str, current: str | None, if_match: str | None) -> None:
+    """Replacing is explicit: it needs the ETag of what it replaces (RFC 9110 If-Match)."""
+    if current is None:
+        if if_match is not None:
+            raise Problem(412, "registry.etag_mismatch", f"{what} does not exist, so If-Match cannot hold.")
+        return
+    if if_match is None:
+        raise Problem(
+            428,
+            "registry.if_match_required",
+            f"{what} exists: to replace it, send If-Match with the ETag its GET answered.",
+        )
+    if not etag_matches(if_match, current):
+        raise Problem(412, "registry.etag_mismatch", f"{what} has changed since that ETag was read; GET it again.")
+
+
+def _record_change(session: Session, change: str, before: RegistryDocument, *, actor: str, now: datetime) -> str:
+    """Log who changed what, with the digests of the registry before and after (none for a no-op);
+    returns the digest after."""
+    session.flush()
+    digest_before, digest_after = digest(before), digest(repository.read_document(session))
+    if digest_after != digest_before:
+        record(
+            session,
+            EntryFacts(
+                event="registry_changed",
+                time=now,
+                actor=actor,
+                change=change,
+                registry_before=digest_before,
+                registry_after=digest_after,
+            ),
+        )
+    return digest_after

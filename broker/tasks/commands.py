@@ -85,13 +85,20 @@ def connect(
     authority_id: str, binding: str, endpoint: str | None, public_key: Path | None, timeout_seconds: float | None
 ) -> None:
     """Bind a registered authority to a binding (what PUT /v1/admin/registry/authorities/{id} does)."""
+    from datetime import UTC, datetime
+
     from pydantic import ValidationError
 
+    from broker.clients.service import CLI_ACTOR
     from broker.db.session import make_engine, make_session_factory, unit_of_work
-    from broker.registry import repository
+    from broker.egress import EgressPolicy
+    from broker.problems import Problem
+    from broker.registry import repository, service
     from broker.settings import get_settings
 
-    engine = make_engine(get_settings().database_url)
+    settings = get_settings()
+    egress = EgressPolicy.from_settings(settings)
+    engine = make_engine(settings.database_url)
     try:
         with unit_of_work(make_session_factory(engine)) as session:
             current = {a.id: a for a in repository.read_document(session).authorities}.get(authority_id)
@@ -106,7 +113,11 @@ def connect(
                 spec = type(current).model_validate({**current.model_dump(), **changes})
             except ValidationError as error:
                 raise click.ClickException(str(error)) from None
-            repository.upsert_authority(session, spec)
+            # The operator names the authority to change: the command is the explicit replacement.
+            now = datetime.now(UTC)
+            service.put_authority(session, spec, actor=CLI_ACTOR, now=now, if_match="*", egress=egress)
+    except Problem as refusal:
+        raise click.ClickException(refusal.detail) from None
     finally:
         engine.dispose()
     click.echo(f"{authority_id}: binding {binding}" + (f" at {endpoint}" if endpoint else ""))

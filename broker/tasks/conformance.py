@@ -35,7 +35,7 @@ from adapters.registers.reference import REGISTERS
 from adapters.signing import SignedMessage, sign
 from adapters.wire import XML, GarbageAnswer, decode_answer
 from broker.clients import repository as clients_repository
-from broker.clients.service import Principal, add_client
+from broker.clients.service import CLI_ACTOR, Principal, add_client
 from broker.db.models import Exchange
 from broker.db.session import Database
 from broker.exchange import lifecycle
@@ -51,6 +51,10 @@ from broker.tasks.remote import RemoteExchanges
 from broker.xml.hardened import XmlIntakeError, check_well_formed
 
 KIT_CLIENT = "conformance-kit"
+# The registry ids the kit's exchanges are logged under: every registry the kit runs against
+# holds this purpose and legal basis (the demo registry does).
+KIT_PURPOSE = "konformitaetspruefung"
+KIT_LEGAL_BASIS = "konformitaetspruefung"
 UNKNOWN = Subject(family_name="Niemand", given_name="Keiner", birth_date=None)
 CASES = (
     "known subject",
@@ -108,7 +112,15 @@ class Battery:
     def _principal(self, session: Session) -> Principal:
         client = clients_repository.by_name(session, KIT_CLIENT)
         if client is None:
-            add_client(session, KIT_CLIENT, "requester", [(self.evidence_type.id, None)])
+            # The kit runs from the command line (`broker adapters check`).
+            add_client(
+                session,
+                KIT_CLIENT,
+                "requester",
+                [(self.evidence_type.id, None)],
+                actor=CLI_ACTOR,
+                now=self.deps.clock.now(),
+            )
             client = clients_repository.by_name(session, KIT_CLIENT)
         assert client is not None
         types = frozenset((t, None) for t in self.deps.registry.get().evidence_types)
@@ -121,8 +133,8 @@ class Battery:
             evidence_type=self.evidence_type.id,
             jurisdiction=self.authority.ars or None,
             subject=SubjectIn.model_construct(**{k: v for k, v in subject.__dict__.items()}),
-            purpose="Konformitaetspruefung",
-            legal_basis="adapter conformance check",
+            purpose=KIT_PURPOSE,
+            legal_basis=KIT_LEGAL_BASIS,
             explicit_request=True,
         )
         started = time.monotonic()
@@ -137,7 +149,7 @@ class Battery:
             return Ended("misrouted", query.authority_id, 0.0)
         if query is not None and self.authority.binding == "http_push":
             outcome = self.adapters.push(self.authority).fetch(query)
-            self.remote.finish(query.request_id, outcome)
+            self.remote.finish(query, outcome)
         exchange = self._await_end(result.exchange.id)
         return Ended(exchange.state, exchange.reason, time.monotonic() - started, exchange.evidence)
 
@@ -283,8 +295,8 @@ class Battery:
             evidence_type=self.evidence_type.id,
             jurisdiction=self.authority.ars or None,
             subject=SubjectIn(family_name="Niemand", given_name="Keiner", birth_date=_unknown().birth_date),
-            purpose="Konformitaetspruefung",
-            legal_basis="adapter conformance check",
+            purpose=KIT_PURPOSE,
+            legal_basis=KIT_LEGAL_BASIS,
             explicit_request=True,
         )
 

@@ -127,14 +127,14 @@ class RemoteExchanges:
         except Exception as error:  # a fault of ours must still end the exchange
             log.error("push_error", exchange=query.request_id, error_type=type(error).__name__)
             outcome = AdapterOutcome.failure("authority.error", f"the push call failed ({type(error).__name__})")
-        self.finish(query.request_id, outcome)
+        self.finish(query, outcome)
 
-    def finish(self, exchange_id: str, outcome: AdapterOutcome) -> None:
-        """End a routed exchange with a push call's outcome, in a transaction of its own."""
+    def finish(self, query: EvidenceQuery, outcome: AdapterOutcome) -> None:
+        """End the routed exchange of a push call with its outcome, in a transaction of its own."""
         with self._database.unit_of_work() as session:
-            finished = service.finish(session, self._deps, exchange_id, outcome)
+            finished = service.finish(session, self._deps, query.request_id, outcome, query.subject)
         if finished is not None:
-            self.ended(exchange_id)
+            self.ended(query.request_id)
 
     def ended(self, exchange_id: str) -> None:
         """An exchange ended in this process (and is committed): wake its waiter and the callback sender."""

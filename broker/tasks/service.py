@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from adapters.protocol import AdapterOutcome, EvidenceQuery, OutcomeKind
+from adapters.protocol import AdapterOutcome, EvidenceQuery, OutcomeKind, Subject
 from adapters.signing import SignatureError, SignedMessage, load_public_key, verify
 from adapters.wire import JSON, XML, GarbageAnswer, decode_answer, media_type
 from broker.clients import repository as clients
@@ -82,18 +82,25 @@ def lease(session: Session, authority_id: str, now: datetime, lease_for: timedel
     return leased
 
 
-def finish(session: Session, deps: ExchangeDependencies, exchange_id: str, outcome: AdapterOutcome) -> Finished | None:
+def finish(
+    session: Session,
+    deps: ExchangeDependencies,
+    exchange_id: str,
+    outcome: AdapterOutcome,
+    subject: Subject | None,
+) -> Finished | None:
     """End a routed exchange with the authority's outcome; None if it has ended already.
 
-    The exchange row is locked first, so that an answer, a second answer and the expiry sweep
-    cannot both end it.
+    ``subject`` is the one the query asked about (evidence about anyone else is not delivered;
+    None if it is no longer known). The exchange row is locked first, so that an answer, a second
+    answer and the expiry sweep cannot both end it.
     """
     exchange = exchanges.lock(session, exchange_id)
-    if exchange is None or exchange.state != State.ROUTED:
+    if exchange is None or exchange.state != State.ROUTED or exchange.evidence_type_id is None:
         return None
     evidence_type = deps.registry.get().evidence_type(exchange.evidence_type_id)
     requester = clients.name_of(session, exchange.requester_id)
-    problem = conclude(session, deps, exchange, requester, evidence_type, outcome)
+    problem = conclude(session, deps, exchange, requester, evidence_type, outcome, subject)
     ended = "done" if problem is None or problem.status < 500 else "failed"
     repository.close_open(session, exchange_id, ended, deps.clock.now())
     return Finished(exchange, problem)
@@ -177,7 +184,7 @@ def answer(
     if expect == JSON and outcome.kind is OutcomeKind.EVIDENCE:
         outcome = AdapterOutcome.failure("authority.garbage", "a failure must not carry evidence")
     task.result_digest = digest
-    finished = finish(session, deps, task.exchange_id, outcome)
+    finished = finish(session, deps, task.exchange_id, outcome, _subject_of(task))
     if finished is None:  # the exchange ended meanwhile (expired): there is nobody to deliver to
         repository.close(session, task.id, "failed", deps.clock.now())
         gone = Problem(410, "task.closed", "The exchange of this task has ended; the answer was not used.")
@@ -187,6 +194,14 @@ def answer(
     if finished.problem is not None and finished.problem.reason in _REFUSED:
         refusal = _refusal(task.id, finished.exchange.state, finished.problem.reason, finished.problem.detail)
     return Accepted(task.id, task.exchange_id, finished.exchange.state, False, finished, refusal)
+
+
+def _subject_of(task: AdapterTask) -> Subject | None:
+    """Whom the task asked about, read from its payload before the payload is erased."""
+    try:
+        return EvidenceQuery.from_json(dict(task.payload or {})).subject
+    except (KeyError, TypeError, ValueError, AttributeError):  # a payload that is no query asked about nobody
+        return None
 
 
 def _verified_outcome(
@@ -217,7 +232,13 @@ def _verified_outcome(
 
 _REFUSAL_STATUS = {"authority.unsigned": 401, "authority.bad_signature": 401, "authority.garbage": 400}
 # Answers the broker did not accept (the exchange failed because of them): the adapter is told so.
-_REFUSED = {*_REFUSAL_STATUS, "evidence.invalid", "authority.no_key"}
+_REFUSED = {
+    *_REFUSAL_STATUS,
+    "evidence.invalid",
+    "evidence.subject_mismatch",
+    "evidence.subject_unverifiable",
+    "authority.no_key",
+}
 
 
 def _refusal(task_id: str, exchange_state: str, reason: str, detail: str) -> Problem:

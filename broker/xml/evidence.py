@@ -17,8 +17,9 @@ class EvidenceSchemas:
         self._catalogue = catalogue
         self._limits = limits
 
-    def check(self, evidence: bytes, namespace: str, root_element: str) -> None:
-        """Raise XmlIntakeError unless the document is safe XML with the expected root, valid by its schema."""
+    def check(self, evidence: bytes, namespace: str, root_element: str) -> etree._Element:
+        """The document's root; raises XmlIntakeError unless it is safe XML with the expected root,
+        valid by its schema."""
         root = parse_xml(evidence, self._limits)
         expected = etree.QName(namespace, root_element)
         if root.tag != expected.text:
@@ -26,6 +27,7 @@ class EvidenceSchemas:
                 422, UNEXPECTED_ROOT, f"expected root {expected.text}, got {root.tag}", root.sourceline, None, None
             )
         self._catalogue.validate(root)
+        return root
 
     def as_json(self, sealed: bytes) -> dict[str, Any]:
         """Delivered evidence decoded to JSON by its schema (the seal itself is left out)."""

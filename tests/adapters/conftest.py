@@ -101,11 +101,12 @@ class Remote:
         return done.stdout
 
     def set_authority(self, authority_id: str, **changes: Any) -> dict[str, Any]:
+        path = f"/v1/admin/registry/authorities/{authority_id}"
         with self.broker.client(self.admin) as client:
-            document = client.get("/v1/admin/registry").json()
-            spec = next(a for a in document["authorities"] if a["id"] == authority_id)
-            spec.update(changes)
-            answer = client.put(f"/v1/admin/registry/authorities/{authority_id}", json=spec)
+            current = client.get(path)
+            spec = {**current.json(), **changes}
+            # Replacing an authority names the version it replaces.
+            answer = client.put(path, json=spec, headers={"If-Match": current.headers["etag"]})
         assert answer.status_code == 200, answer.text
         return dict(answer.json())
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
@@ -133,11 +134,16 @@ def test_signed_callback_when_an_asynchronous_exchange_ends(remote: Remote, push
     _Receiver.received.clear()  # the class outlives one backend's run
     server = HTTPServer(("127.0.0.1", 0), _Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    # Callbacks go only to a registered origin: a requester of its own for this receiver.
+    origin = f"http://127.0.0.1:{server.server_address[1]}"
+    name = f"portal-{uuid.uuid4().hex[:8]}"
+    added = remote.cli("clients", "add", name, "--role", "requester", "--allow", MELDE, "--callback-origin", origin)
+    token = added.strip().splitlines()[-1]
     remote.set_authority(AUTHORITY, timeout_seconds=6)
     try:
         fault("slow", delay=3)
-        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-        answer = remote.request(request_body(MELDE, callback_url=url))
+        with remote.broker.client(token) as client:
+            answer = client.post("/v1/evidence-requests", json=request_body(MELDE, callback_url=f"{origin}/hook"))
         assert answer.status_code == 202, answer.text
         deadline = time.monotonic() + 20
         while not _Receiver.received and time.monotonic() < deadline:
@@ -146,7 +152,7 @@ def test_signed_callback_when_an_asynchronous_exchange_ends(remote: Remote, push
         remote.set_authority(AUTHORITY, timeout_seconds=1.5)
         server.shutdown()
     headers, body = _Receiver.received[0]
-    secret = remote.cli("clients", "callback-secret", remote.requester_name).strip()
+    secret = remote.cli("clients", "callback-secret", name).strip()
     assert callback_signing.verify(secret, body, headers)
     assert not callback_signing.verify(secret, body + b" ", headers)
     assert not callback_signing.verify(secret, body, headers, now=time.time() + 301)  # refused after 5 minutes

@@ -18,6 +18,7 @@ from broker.audit.bundle import write_bundle
 from broker.audit.commands import audit
 from broker.audit.merkle import leaf_hash
 from broker.audit.note import Checkpoint, format_vkey, sign_note
+from broker.audit.service import ENTRY_VERSION
 from broker.audit.verify import (
     CHECKPOINT_FORGED,
     CHECKPOINT_RESIGNED,
@@ -129,7 +130,7 @@ def test_bundle_contents(log: Log, keys: KeyStore, tmp_path: Path) -> None:
     bundle = export(tmp_path / "bundle")
     lines = (bundle / "entries.jsonl").read_bytes().splitlines()
     assert len(lines) == 5
-    assert json.loads(lines[0])["v"] == 1
+    assert json.loads(lines[0])["v"] == ENTRY_VERSION
     assert (bundle / "leaf-hashes.bin").read_bytes() == b"".join(leaf_hash(line) for line in lines)
     assert (bundle / "verifier-keys.txt").read_text() == vkey(keys) + "\n"
     checkpoints = [json.loads(line) for line in (bundle / "checkpoints.jsonl").read_text().splitlines()]

@@ -9,6 +9,7 @@ from broker.cli import main
 from broker.clients.service import hash_token
 from broker.db.models import Client, ClientPermission
 from broker.db.session import make_engine, make_session_factory
+from broker.demo.seed import DEMO_REGISTRY
 
 
 def run(database_url: str, *args: str):  # type: ignore[no-untyped-def]
@@ -20,11 +21,13 @@ def test_clients_add_prints_token_and_stores_hash(database_url: str) -> None:
 
     engine = make_engine(database_url)
     upgrade(engine)
+    # Grants name registered evidence types and purposes.
+    assert run(database_url, "registry", "load", str(DEMO_REGISTRY)).exit_code == 0
     result = run(
         database_url,
         "clients", "add", "dk-portal", "--role", "requester",
         "--allow", "urn:de:nachweis:geburtsurkunde",
-        "--allow", "urn:de:nachweis:meldebescheinigung=Wohngeld",
+        "--allow", "urn:de:nachweis:meldebescheinigung=Wohngeldantrag",
         "--agent", "0096:DK22233223",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -38,7 +41,7 @@ def test_clients_add_prints_token_and_stores_hash(database_url: str) -> None:
     assert client.agent_id == "0096:DK22233223"
     assert grants == {
         ("urn:de:nachweis:geburtsurkunde", None),
-        ("urn:de:nachweis:meldebescheinigung", "Wohngeld"),
+        ("urn:de:nachweis:meldebescheinigung", "wohngeld"),  # the purpose's registry id
     }
 
     again = run(database_url, "clients", "add", "dk-portal", "--role", "requester")

@@ -26,7 +26,7 @@ def consent(world: World, **overrides: object) -> str:
     body = ConsentIn.model_validate({**fields, **overrides})
     pseudonym = world.deps.pseudonyms.of(SubjectIn.model_validate(ERIKA).to_subject())
     with world.database.unit_of_work() as session:
-        return service.grant(session, world.requester, body, pseudonym, world.clock.now()).id
+        return service.grant(session, world.requester, body, pseudonym, world.clock.now(), world.deps.registry.get()).id
 
 
 def with_consent(world: World, consent_id: str, **overrides: object) -> tuple[str, str | None]:

@@ -111,7 +111,7 @@ def test_erika_birth_certificate_from_a_member_state(live_broker: LiveBroker, re
         "standesamt-13004",
         GEBURT,
     )
-    assert row.legal_basis == "Regulation (EU) 2018/1724 (SDGR) Art. 14"
+    assert (row.purpose, row.legal_basis) == ("sdg-birth-certificate", "eu-sdgr-14")  # registry ids
     assert events_of(live_broker, row.id) == ["received", "routed", "delivered"]
 
 
@@ -340,7 +340,7 @@ def add_push_authority(broker: LiveBroker, admin: str, suffix: str, endpoint: st
     authority = {
         "id": authority_id,
         "name": f"Standesamt Testfall {suffix}",
-        "ars": "99" + prefix,
+        "ars": "16" + prefix,  # Thüringen: no authority of the demo registry there
         "register_kind": "standesamt",
         "binding": "http_push",
         "endpoint_url": endpoint,
@@ -349,7 +349,7 @@ def add_push_authority(broker: LiveBroker, admin: str, suffix: str, endpoint: st
     }
     with broker.client(admin) as client:
         assert client.put(f"/v1/admin/registry/authorities/{authority_id}", json=authority).status_code == 200
-        route = {"evidence_type": GEBURT, "ars_prefix": "99" + prefix, "authority": authority_id}
+        route = {"evidence_type": GEBURT, "ars_prefix": "16" + prefix, "authority": authority_id}
         assert client.put("/v1/admin/registry/routes", json=route).status_code == 200
     return authority_id
 

@@ -41,7 +41,9 @@ HASTY_TTL = 2.0  # seconds
 
 @pytest.fixture(scope="module")
 def requester(live_broker: LiveBroker, preview_type: str) -> str:
-    return live_broker.add_client("requester", GEBURT, MELDE, preview_type, agent=DK_AGENT)
+    # The page links back only to the requester's registered origins.
+    origins = ["https://portal.example"]
+    return live_broker.add_client("requester", GEBURT, MELDE, preview_type, agent=DK_AGENT, callback_origins=origins)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +51,8 @@ def preview_type(live_broker: LiveBroker) -> str:
     """An evidence type whose evidence is released only after the citizen's preview."""
     admin = live_broker.add_client("admin")
     with live_broker.client(admin) as client:
-        document = client.get("/v1/admin/registry").json()
+        current = client.get("/v1/admin/registry")
+        document = current.json()
         if not any(t["id"] == WITH_PREVIEW for t in document["evidence_types"]):
             geburt = next(t for t in document["evidence_types"] if t["id"] == GEBURT)
             document["evidence_types"].append(
@@ -64,7 +67,11 @@ def preview_type(live_broker: LiveBroker) -> str:
             document["routes"].append(
                 {"evidence_type": WITH_PREVIEW, "ars_prefix": "13004", "authority": "standesamt-13004"}
             )
-            answer = client.put("/v1/admin/registry", json=document)
+            for basis in document["legal_bases"]:
+                if GEBURT in basis["evidence_types"]:
+                    basis["evidence_types"].append(WITH_PREVIEW)
+            # Replacing the registry names the version it replaces.
+            answer = client.put("/v1/admin/registry", json=document, headers={"If-Match": current.headers["etag"]})
             assert answer.status_code == 200, answer.text
     return WITH_PREVIEW
 
@@ -196,7 +203,7 @@ def test_a_type_released_only_after_preview(live_broker: LiveBroker, requester: 
     assert (refused.code, refused.reason) == ("EDM:ERR:0002", "preview.impossible")
     first_request(live_broker, requester, classification="CertificateOfBirthWithPreview", type_identifier="x")
     # The JSON API holds it for preview without being asked to.
-    body = request_body(preview_type, purpose="Test", legal_basis="§ 1 Test")
+    body = request_body(preview_type)
     with live_broker.client(requester) as client:
         answer = client.post("/v1/evidence-requests", json=body)
     assert answer.status_code == 202 and answer.json()["state"] == "awaiting_preview"
@@ -309,11 +316,16 @@ class _CallbackSink(BaseHTTPRequestHandler):
         pass
 
 
-def test_the_requester_is_called_back_when_the_citizen_decides(live_broker: LiveBroker, requester: str) -> None:
+def test_the_requester_is_called_back_when_the_citizen_decides(live_broker: LiveBroker, preview_type: str) -> None:
     server = HTTPServer(("127.0.0.1", 0), _CallbackSink)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    origin = f"http://127.0.0.1:{server.server_address[1]}"
+    # Callbacks go only to a registered origin: a requester of its own for this receiver.
+    requester = live_broker.add_client(
+        "requester", GEBURT, MELDE, preview_type, agent=DK_AGENT, callback_origins=[origin]
+    )
     try:
-        body = request_body(preview=True, callback_url=f"http://127.0.0.1:{server.server_address[1]}/hook")
+        body = request_body(preview=True, callback_url=f"{origin}/hook")
         with live_broker.client(requester) as client:
             exchange = client.post("/v1/evidence-requests", json=body).json()
         assert decide(live_broker, live_broker.base_url + exchange["links"]["preview"], "approve").status_code == 200

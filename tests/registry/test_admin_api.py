@@ -31,8 +31,8 @@ def test_admin_adds_a_route_that_the_next_request_uses(live_broker: LiveBroker) 
         "evidence_type": MELDE,
         "jurisdiction": "130769999001",
         "subject": {"family_name": "Niemand", "given_name": "Nora", "birth_date": "1980-01-01"},
-        "purpose": "Test",
-        "legal_basis": "Test",
+        "purpose": "Wohngeldantrag",
+        "legal_basis": "§ 23 WoGG",
         "explicit_request": True,
     }
     with live_broker.client(requester) as client:

@@ -9,6 +9,13 @@ from broker.registry.schemas import RegistryDocument
 from broker.registry.service import RegistrySnapshot, read_toml
 
 TYPE = "urn:test:nachweis"
+TYPE_SPEC = {
+    "id": TYPE,
+    "title": "T",
+    "namespace": "urn:t",
+    "root_element": "T",
+    "subject": {"family_name": "/T/Name", "given_names": "/T/Vorname", "birth_date": "/T/Geboren"},
+}
 
 
 def snapshot(*routes: tuple[str, str]) -> RegistrySnapshot:
@@ -16,7 +23,7 @@ def snapshot(*routes: tuple[str, str]) -> RegistrySnapshot:
     return RegistrySnapshot.from_document(
         RegistryDocument.model_validate(
             {
-                "evidence_types": [{"id": TYPE, "title": "T", "namespace": "urn:t", "root_element": "T"}],
+                "evidence_types": [TYPE_SPEC],
                 "authorities": [
                     {"id": a, "name": a, "ars": "13", "register_kind": "melderegister"} for a in authorities
                 ],
@@ -103,7 +110,7 @@ def test_demo_registry_covers_mecklenburg_vorpommern() -> None:
 )
 def test_invalid_registry_documents_are_refused(change, message: str) -> None:  # type: ignore[no-untyped-def]
     document = {
-        "evidence_types": [{"id": TYPE, "title": "T", "namespace": "urn:t", "root_element": "T"}],
+        "evidence_types": [TYPE_SPEC],
         "authorities": [{"id": "a", "name": "A", "ars": "13", "register_kind": "melderegister"}],
         "routes": [{"evidence_type": TYPE, "ars_prefix": "13", "authority": "a"}],
     }

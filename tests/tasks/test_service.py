@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -11,10 +11,15 @@ from adapters.protocol import AdapterOutcome, EvidenceQuery, OutcomeKind, Subjec
 from broker.db.models import AdapterTask
 from broker.exchange.lifecycle import State
 from broker.tasks import service
+from tests.specimen import ERIKA
 from tests.world import World, erika_evidence
 
 AUTHORITY = "melderegister-13004"
 LEASE = timedelta(seconds=60)
+# Whom the exchanges below ask about (the task's payload names them).
+ASKED = Subject(
+    family_name=ERIKA["family_name"], given_name=ERIKA["given_name"], birth_date=date.fromisoformat(ERIKA["birth_date"])
+)
 
 
 @pytest.fixture
@@ -60,13 +65,13 @@ def test_the_answer_ends_the_exchange_once_and_erases_the_task(pull_world: World
     exchange = pull_world.exchange(exchange_id)
     with pull_world.database.unit_of_work() as session:
         answer = erika_evidence(EvidenceQuery(exchange_id, exchange.evidence_type_id, AUTHORITY, "13004", Subject()))
-        finished = service.finish(session, pull_world.deps, exchange_id, answer)
+        finished = service.finish(session, pull_world.deps, exchange_id, answer, ASKED)
     assert finished is not None and finished.problem is None
     assert pull_world.exchange(exchange_id).state == State.DELIVERED
     [task] = tasks_of(pull_world, exchange_id)
     assert (task.state, task.payload, task.completed_at is not None) == ("done", None, True)
     with pull_world.database.unit_of_work() as session:  # a second answer finds it ended
-        assert service.finish(session, pull_world.deps, exchange_id, answer) is None
+        assert service.finish(session, pull_world.deps, exchange_id, answer, ASKED) is None
     assert [c.state for c in pull_world.callbacks(exchange_id)] == ["pending"]
     assert [e for e, _ in pull_world.events(exchange_id)] == ["received", "routed", "delivered"]
 
@@ -75,7 +80,7 @@ def test_a_failure_answer_ends_the_exchange_failed(pull_world: World) -> None:
     exchange_id = routed(pull_world)
     with pull_world.database.unit_of_work() as session:
         outcome = AdapterOutcome(OutcomeKind.NOT_FOUND, detail="nobody")
-        finished = service.finish(session, pull_world.deps, exchange_id, outcome)
+        finished = service.finish(session, pull_world.deps, exchange_id, outcome, ASKED)
     assert finished is not None and finished.problem is not None and finished.problem.reason == "subject.not_found"
     [task] = tasks_of(pull_world, exchange_id)
     assert task.state == "done" and task.payload is None  # a 4xx is an answer, not a broken task

@@ -22,6 +22,7 @@ def test_broker_refuses_to_start_on_a_broken_schema(tmp_path: Path) -> None:
         "BROKER_DATABASE_URL": f"sqlite:///{tmp_path / 'broker.db'}",
         "BROKER_KEYS_DIR": str(tmp_path / "keys"),
         "BROKER_SCHEMA_PATH": str(schemas),
+        "BROKER_ENV": "development",
     }
     done = subprocess.run(
         [sys.executable, "-m", "broker.cli", "serve", "--port", str(free_port())],

@@ -12,7 +12,6 @@ tools and tests. Callers import from the package; its modules are split by reaso
 from broker.oots.edm.multipart import Part, multipart_related
 from broker.oots.edm.reader import read_request, request_id_of
 from broker.oots.edm.vocabulary import (
-    ASSURANCE_LEVELS,
     DEFAULT_SPECIFICATION,
     FAILURE,
     MEDIA_TYPE,
@@ -50,7 +49,6 @@ from broker.oots.edm.writer import (
 )
 
 __all__ = [
-    "ASSURANCE_LEVELS",
     "DEFAULT_SPECIFICATION",
     "FAILURE",
     "MEDIA_TYPE",

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
+from broker.registry.schemas import AssuranceLevel, assurance_level
+
 QUERY_NS = "urn:oasis:names:tc:ebxml-regrep:xsd:query:4.0"
 RIM_NS = "urn:oasis:names:tc:ebxml-regrep:xsd:rim:4.0"
 RS_NS = "urn:oasis:names:tc:ebxml-regrep:xsd:rs:4.0"
@@ -33,9 +35,6 @@ SEVERITY_ADDITIONAL_INPUT = "urn:sr.oots.tech.europa.eu:codes:ErrorSeverity:DSDE
 
 SUPPORTED_SPECIFICATIONS = ("oots-edm:v1.0", "oots-edm:v1.1", "oots-edm:v1.2")
 DEFAULT_SPECIFICATION = SUPPORTED_SPECIFICATIONS[0]
-
-# eIDAS levels of assurance in increasing order.
-ASSURANCE_LEVELS = ("low", "substantial", "high")
 
 # Schemes an agent identifier's schemeID may be written in; the bare EAS code is what we compare.
 _SCHEME_PREFIXES = ("urn:cef.eu:names:identifier:EAS:", "urn:oasis:names:tc:ebcore:partyid-type:iso6523:")
@@ -150,12 +149,11 @@ class NaturalPerson:
     gender: str | None = None
 
     @property
-    def assurance(self) -> str | None:
+    def assurance(self) -> AssuranceLevel | None:
         """The level of assurance as ``low``/``substantial``/``high`` (eIDAS URIs reduced), or None."""
         if not self.level_of_assurance:
             return None
-        level = self.level_of_assurance.strip().rstrip("/").rsplit("/", 1)[-1].lower()
-        return level if level in ASSURANCE_LEVELS else None
+        return assurance_level(self.level_of_assurance.strip().rstrip("/").rsplit("/", 1)[-1])
 
 
 @dataclass(frozen=True)

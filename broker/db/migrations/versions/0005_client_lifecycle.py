@@ -10,6 +10,9 @@ Create Date: 2026-11-26 13:00:00
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+from alembic import op
+
 revision = "0005"
 down_revision = "0004"
 branch_labels = None
@@ -18,11 +21,17 @@ depends_on = None
 
 def upgrade() -> None:
     # --- callback origins (egress policy) ---
+    op.add_column("clients", sa.Column("callback_origins", sa.JSON(), server_default="[]", nullable=False))
     # --- client lifecycle ---
-    pass
+    # Plain column additions: no table rebuild on SQLite (which, with foreign keys on, would
+    # cascade through the clients' consents and permissions).
+    op.add_column("clients", sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column("clients", sa.Column("removed_at", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
     # --- client lifecycle ---
+    op.drop_column("clients", "removed_at")
+    op.drop_column("clients", "expires_at")
     # --- callback origins (egress policy) ---
-    pass
+    op.drop_column("clients", "callback_origins")

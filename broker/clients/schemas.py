@@ -1,0 +1,56 @@
+"""Clients as the admin API takes and shows them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from broker.clients.service import MAX_TOKEN_LIFETIME_DAYS, NAME_PATTERN, ClientStatus
+from broker.schemas_common import ApiModel, Moment
+
+
+class TokenLifetimeIn(ApiModel):
+    """When a token issued now expires: at most one of the two; neither: never."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    expires_at: Moment | None = None
+    expires_in_days: int | None = Field(default=None, ge=1, le=MAX_TOKEN_LIFETIME_DAYS)
+
+
+class ClientIn(TokenLifetimeIn):
+    name: str = Field(pattern=NAME_PATTERN, max_length=200)
+    role: str = Field(max_length=20, pattern=r"^[a-z]+$")
+    # As `broker clients add --allow`: EVIDENCE_TYPE or EVIDENCE_TYPE=PURPOSE (requesters).
+    allow: list[Annotated[str, Field(min_length=1, max_length=600)]] = Field(default_factory=list, max_length=100)
+    agent: str | None = Field(default=None, min_length=1, max_length=200)
+    authority: str | None = Field(default=None, min_length=1, max_length=100)
+    # As `broker clients add --callback-origin` (requesters): https://host[:port].
+    callback_origins: list[Annotated[str, Field(min_length=1, max_length=300)]] = Field(
+        default_factory=list, max_length=20
+    )
+
+
+class ClientOut(BaseModel):
+    name: str
+    role: str
+    status: ClientStatus
+    # As given to `--allow`: EVIDENCE_TYPE (any purpose) or EVIDENCE_TYPE=PURPOSE.
+    allow: list[str]
+    agent: str | None
+    authority: str | None
+    callback_origins: list[str]
+    created_at: datetime
+    expires_at: datetime | None
+    removed_at: datetime | None
+
+
+class ClientListOut(BaseModel):
+    clients: list[ClientOut]
+
+
+class ClientTokenOut(BaseModel):
+    client: ClientOut
+    token: str = Field(description="The bearer token; shown only in this answer (the broker keeps a hash)")
