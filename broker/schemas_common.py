@@ -18,7 +18,15 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _CONTROL_BUT_LINE_BREAKS: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -91,3 +99,6 @@ def _bounded_utc(moment: datetime) -> datetime:
 
 Moment = Annotated[datetime, AfterValidator(_bounded_utc)]
 """A timestamp between 1970 and 9000, in UTC (a time without an offset is read as UTC)."""
+
+AwareMoment = Annotated[AwareDatetime, AfterValidator(_bounded_utc)]
+"""A :data:`Moment` that must state its offset (where a missing one is more likely a mistake than UTC)."""

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from broker.clients.service import MAX_TOKEN_LIFETIME_DAYS, NAME_PATTERN, ClientStatus
-from broker.schemas_common import ApiModel, Moment
+from broker.schemas_common import ApiModel, AwareMoment
 
 
 class TokenLifetimeIn(ApiModel):
@@ -16,7 +16,7 @@ class TokenLifetimeIn(ApiModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    expires_at: Moment | None = None
+    expires_at: AwareMoment | None = None
     expires_in_days: int | None = Field(default=None, ge=1, le=MAX_TOKEN_LIFETIME_DAYS)
 
 
