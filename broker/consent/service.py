@@ -79,6 +79,11 @@ def revoke(session: Session, principal: Principal, consent_id: str, now: datetim
     return consent
 
 
+def belongs_to(session: Session, principal: Principal, consent_id: str) -> bool:
+    consent = repository.get(session, consent_id)
+    return consent is not None and consent.requester_id == principal.id
+
+
 def owned(session: Session, principal: Principal, consent_id: str) -> Consent:
     consent = repository.get(session, consent_id)
     if consent is None or consent.requester_id != principal.id:
@@ -91,7 +96,7 @@ def use_consent(session: Session, exchange: Exchange, principal: Principal, now:
     consent = repository.get(session, exchange.consent_id or "")
 
     def refuse(why: str) -> Problem:
-        return Problem(403, "consent.invalid", f"Consent {exchange.consent_id!r} {why}.")
+        return Problem(403, "consent.invalid", f"The consent {why}.")
 
     if consent is None or consent.requester_id != principal.id:
         raise refuse("does not exist for this client")

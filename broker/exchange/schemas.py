@@ -64,7 +64,11 @@ class EvidenceRequestIn(ApiModel):
         examples=["§ 23 WoGG"],
     )
     explicit_request: bool = False
-    consent_id: str | None = Field(default=None, min_length=1, max_length=36)
+    # The id the broker gave the consent (a UUID): nothing else, so no text a caller chose can ride
+    # along into the log.
+    consent_id: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+    )
     preview: bool = False
     assurance: Literal["low", "substantial", "high"] | None = Field(
         default=None,

@@ -97,6 +97,10 @@ def request_evidence(
 
     registry = deps.registry.get()
     named = terms.resolve(registry, body.evidence_type, body.purpose, body.legal_basis)
+    # Only a consent of this requester is named in the row and the log; any other id is refused below.
+    consent_id = body.consent_id
+    if consent_id is not None and not consent_service.belongs_to(session, principal, consent_id):
+        consent_id = None
     subject = body.subject.to_subject()
     now = deps.clock.now()
     exchange = Exchange(
@@ -111,7 +115,7 @@ def request_evidence(
         jurisdiction=body.jurisdiction,
         purpose=named.purpose.id if named.purpose else None,
         legal_basis=named.legal_basis.id if named.legal_basis else None,
-        consent_id=body.consent_id,
+        consent_id=consent_id,
         explicit_request=body.explicit_request,
         preview=body.preview,
         subject_pseudonym=deps.pseudonyms.of(subject),
@@ -127,6 +131,13 @@ def request_evidence(
             raise KeyTaken(idempotency_key) from None
     try:
         evidence_type, purpose = named.registered()
+        if body.consent_id is not None and consent_id is None:
+            raise Problem(
+                403,
+                "consent.invalid",
+                "The consent does not exist for this client.",
+                errors=[{"field": "consent_id", "message": "no consent of this client has this id"}],
+            )
         exchange.preview = exchange.preview or evidence_type.preview_required
         if exchange.preview and deps.previews is None:
             raise Problem(501, "preview.unavailable", "This broker cannot hold evidence for a citizen's preview.")

@@ -168,3 +168,21 @@ def test_an_oots_procedure_is_a_registered_purpose(live_broker: LiveBroker) -> N
     assert (failure.code, failure.reason) == ("EDM:ERR:0003", "purpose.unknown")
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("multipart/related")
     assert nowhere_in_the_log(live_broker, text)
+
+
+def test_a_consent_id_carries_no_text_and_only_the_requesters_own_consent_is_logged(
+    live_broker: LiveBroker, requester: str
+) -> None:
+    text = secret()
+    consent_by_text = request_body(consent_id=text[:36], explicit_request=False, legal_basis=None)
+    refused = post(live_broker, requester, consent_by_text)
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "consent_id"
+    # A well-formed id that is not a consent of this requester (another requester's id could be
+    # one): refused, and neither the row nor the log names it.
+    stranger = str(uuid.uuid4())
+    answer = post(live_broker, requester, request_body(consent_id=stranger, explicit_request=False, legal_basis=None))
+    assert answer.status_code == 403 and answer.json()["reason"] == "consent.invalid", answer.text
+    assert stranger not in answer.text
+    row, entries = stored(live_broker, answer.json()["exchange"]["id"])
+    assert row.consent_id is None and [e["consent"] for e in entries] == [None, None]
+    assert nowhere_in_the_log(live_broker, stranger) and nowhere_in_the_log(live_broker, text[:36])
