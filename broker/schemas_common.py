@@ -2,7 +2,8 @@
 
 :class:`ApiModel` is the base of every request model (and of the registry document, which also
 comes from files): unknown fields are refused first, and no text anywhere in it may carry a control
-character (C0, DEL, C1) or a lone surrogate. Such characters are never part of a name, an
+character (C0, DEL, C1), a lone surrogate, or an invisible formatting character (zero-width,
+bidirectional override, line separator, noncharacter). Such characters are never part of a name, an
 identifier or a purpose, and they break what comes after (PostgreSQL refuses NUL, UTF-8 encoding
 refuses surrogates, log and page output would carry them). A field that legitimately spans lines
 (a PEM key) is marked ``Annotated[str, MULTILINE]`` and may carry tab, line feed and carriage
@@ -28,8 +29,14 @@ from pydantic import (
     model_validator,
 )
 
-_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-_CONTROL_BUT_LINE_BREAKS: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+# Invisible characters that only ever disguise text: zero-width and bidirectional controls (an
+# "override" makes a name read differently than it is stored), line and paragraph separators,
+# the byte order mark, interlinear annotations and noncharacters.
+_INVISIBLE: Final = "\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\ufdd0-\ufdef\ufffe\uffff"
+_CONTROL: Final = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f\\ud800-\\udfff{_INVISIBLE}]")
+_CONTROL_BUT_LINE_BREAKS: Final = re.compile(
+    f"[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f\\ud800-\\udfff{_INVISIBLE}]"
+)
 
 # Log indices and tree sizes are SQL BIGINTs (at most 2^63 - 1); the margin leaves room for the
 # `index + 1` arithmetic of queries. No log of this broker comes near it.

@@ -23,6 +23,9 @@ from tests.specimen import ERIKA, MELDE, request_body
 
 # C0, DEL, C1 and a lone surrogate; each inside the text, where stripping whitespace cannot remove it.
 HOSTILE = ["\x00", "\x07", "\n", "\t", "\x1b", "\x7f", "\x85", "\x9b", "\ud800"]
+# Invisible characters that make a name read differently than it is stored (an outside attack
+# got U+202E, U+2028 and U+FFFE into a delivered exchange).
+HOSTILE += ["\u200b", "\u202e", "\u2066", "\u2028", "\ufeff", "\ufffe"]
 
 
 @pytest.fixture(scope="module")
