@@ -145,12 +145,16 @@ class Pseudonymiser:
 
     def __init__(self, secret: Callable[[], bytes]) -> None:
         self._secret = secret
+        # Derived on first use, then kept: the secret never changes while a process runs, and the
+        # request path should not derive a key per request.
+        self._request_key: bytes | None = None
 
     def request_digest(self, canonical_request: bytes) -> str:
         """HMAC-SHA256 of a request, hex. Unkeyed, the digest of a request naming "Erika Mustermann,
         1964-08-12" is found by trying names and dates; keyed, not without the secret."""
-        key = hmac.new(self._secret(), _REQUEST_DIGEST_CONTEXT, hashlib.sha256).digest()
-        return hmac.new(key, canonical_request, hashlib.sha256).hexdigest()
+        if self._request_key is None:
+            self._request_key = hmac.new(self._secret(), _REQUEST_DIGEST_CONTEXT, hashlib.sha256).digest()
+        return hmac.new(self._request_key, canonical_request, hashlib.sha256).hexdigest()
 
     def of(self, subject: Subject) -> str:
         return subject_pseudonym(

@@ -10,7 +10,7 @@ from adapters.protocol import AdapterOutcome, EvidenceQuery, OutcomeKind
 from broker.exchange.lifecycle import State
 from broker.problems import Problem
 from broker.seal.sealer import FakeSealer
-from tests.world import START, World, erika_evidence
+from tests.world import START, World
 
 RECEIVED, ROUTED = ("received", None), ("routed", None)
 
@@ -123,4 +123,3 @@ def test_pseudonyms_are_keyed_and_stable(world: World) -> None:
         ).exchange.id
     )
     assert first.subject_pseudonym == second.subject_pseudonym and first.subject_pseudonym.startswith("ps1:")
-    assert erika_evidence  # the scripted authority's answer is the specimen's document
