@@ -84,6 +84,9 @@ class LegalBasis(Base):
     id: Mapped[str] = mapped_column(String(100), primary_key=True)
     citation: Mapped[str] = mapped_column(String(300), unique=True)
     evidence_types: Mapped[list[str]] = mapped_column(JSON)
+    # Days after an exchange before the citizen's cockpit may show it (a law's exemption from
+    # disclosure, e.g. investigations); None shows it at once. The log entry exists either way.
+    disclosure_delay_days: Mapped[int | None] = mapped_column(Integer)
 
 
 class Authority(Base):
@@ -228,12 +231,18 @@ class Consent(Base):
     requester_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
     evidence_types: Mapped[list[str]] = mapped_column(JSON)
     purpose: Mapped[str] = mapped_column(String(300))  # a registered purpose's id
+    legal_basis: Mapped[str | None] = mapped_column(String(100))  # a registered legal basis's id
     valid_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     valid_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     max_uses: Mapped[int | None] = mapped_column(Integer)
     uses: Mapped[int] = mapped_column(Integer, default=0)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # requested (by the requester) → granted | declined (by the citizen); only granted authorises.
+    state: Mapped[str] = mapped_column(String(20), default="requested")
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The signed grant (compact JWS) the requester receives and the citizen can download.
+    artefact: Mapped[str | None] = mapped_column(Text)
 
 
 class Preview(Base):

@@ -55,7 +55,12 @@ def read_document(session: Session) -> RegistryDocument:
         ],
         purposes=[PurposeSpec.model_construct(id=p.id, name=p.name, leika_key=p.leika_key) for p in purposes],
         legal_bases=[
-            LegalBasisSpec.model_construct(id=b.id, citation=b.citation, evidence_types=list(b.evidence_types))
+            LegalBasisSpec.model_construct(
+                id=b.id,
+                citation=b.citation,
+                evidence_types=list(b.evidence_types),
+                disclosure_delay_days=b.disclosure_delay_days,
+            )
             for b in legal_bases
         ],
         authorities=[

@@ -135,6 +135,10 @@ class LegalBasisSpec(ApiModel):
     citation: str = Field(min_length=1, max_length=300, examples=["§ 23 WoGG"])
     # The evidence types a request may obtain on this basis.
     evidence_types: list[str] = Field(min_length=1, max_length=200)
+    # Where the law exempts retrievals on this basis from disclosure for a time (e.g. queries of
+    # an investigation): the citizen's cockpit shows such an exchange only this many days after
+    # it. The log entry exists at once either way; None discloses at once.
+    disclosure_delay_days: int | None = Field(default=None, ge=1, le=36_500)
 
 
 class AuthoritySpec(ApiModel):
