@@ -30,6 +30,17 @@ def is_valid_idnr(idnr: str) -> bool:
     )
 
 
+def idnr_of_person_identifier(identifier: str) -> str | None:
+    """The German IDNr in an eIDAS PersonIdentifier (``XX/DE/<11 digits>``), or None.
+
+    Other states' identifiers are pseudonyms of their eIDs and no register key here.
+    """
+    parts = identifier.split("/")
+    if len(parts) == 3 and parts[1].upper() == "DE" and is_valid_idnr(parts[2]):
+        return parts[2]
+    return None
+
+
 def name_key(name: str) -> str:
     """Casefolded, accent-free and single-spaced, so that 'Müller', 'MÜLLER ' and 'Muller' share a key.
 

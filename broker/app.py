@@ -9,6 +9,9 @@ from fastapi import FastAPI
 
 from broker import bootstrap
 from broker.audit.routes import router as audit_router
+from broker.citizen import session as citizen_session
+from broker.citizen.routes import router as citizen_router
+from broker.citizen.session import CitizenSessionMiddleware
 from broker.clients.routes import router as clients_router
 from broker.consent.routes import router as consent_router
 from broker.exchange.routes import router as exchange_router
@@ -32,6 +35,7 @@ ROUTERS = (
     audit_router,
     oots_router,
     preview_router,
+    citizen_router,
 )
 
 # Where XML documents arrive (OOTS requests, pull adapters' answers): these paths take bodies up
@@ -72,6 +76,11 @@ def create_app(settings: Settings | None = None, container: bootstrap.Container 
         max_bytes=settings.max_json_bytes,
         large_max_bytes=settings.max_body_bytes,
         large_paths=LARGE_BODY_PATHS,
+    )
+    app.add_middleware(
+        CitizenSessionMiddleware,
+        secret=citizen_session.derive_key(built.services.keys.pseudonym_secret()),
+        max_age_seconds=settings.citizen_session_minutes * 60,
     )
     app.add_middleware(RequestContextMiddleware)
     return app

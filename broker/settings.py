@@ -80,15 +80,61 @@ class Settings(BaseSettings):
     # Seconds between two runs of the log integrator in a serving process.
     integrate_interval_seconds: float = 0.5
 
+    # --- the citizen's sign-in (docs: README, "The citizen's side") ---
+    # "oidc": citizens sign in at the OpenID Provider below. "development": a choice of the demo
+    # citizens instead, which exists only with BROKER_ENV=development. Unset: oidc when an
+    # issuer is set, else development in development (outside it, serving refuses to start).
+    citizen_signin: Literal["oidc", "development"] | None = None
+    # The OpenID Provider (e.g. BundID behind an OIDC bridge, or a SAML-to-OIDC proxy for eIDAS)
+    # and this broker's client there; the redirect URI to register is <public URL>/citizen/callback.
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    oidc_scopes: str = "openid profile"
+    # Names of the claims that carry the subject's attributes; empty: the provider gives none.
+    oidc_claim_family_name: str = "family_name"
+    oidc_claim_given_name: str = "given_name"
+    oidc_claim_birth_date: str = "birthdate"
+    oidc_claim_birth_place: str = "place_of_birth"
+    oidc_claim_idnr: str = ""
+    oidc_claim_person_identifier: str = ""
+    # acr value → eIDAS level of assurance (JSON object); values not listed give no level.
+    oidc_acr_levels: dict[str, Literal["low", "substantial", "high"]] = {
+        "http://eidas.europa.eu/LoA/low": "low",
+        "http://eidas.europa.eu/LoA/substantial": "substantial",
+        "http://eidas.europa.eu/LoA/high": "high",
+    }
+    # Seeing and deciding about evidence needs an authentication at most this old (OIDC max_age).
+    citizen_max_auth_age_seconds: int = Field(default=300, ge=30, le=3600)
+    # A citizen's session (the signed cookie) ends after this long.
+    citizen_session_minutes: int = Field(default=30, ge=1, le=720)
+
+    @property
+    def signin_method(self) -> Literal["oidc", "development"] | None:
+        """How citizens sign in; None where no sign-in is configured (serving refuses then)."""
+        if self.citizen_signin is not None:
+            return self.citizen_signin
+        if self.oidc_issuer:
+            return "oidc"
+        return "development" if self.env == "development" else None
+
     def serving_problems(self) -> list[str]:
         """What makes these settings unfit to serve citizens and remote requesters (empty: fit)."""
+        problems = []
+        method = self.signin_method
+        if method == "oidc" and not (self.oidc_issuer and self.oidc_client_id and self.oidc_client_secret):
+            problems.append("the citizens' sign-in needs BROKER_OIDC_ISSUER, BROKER_OIDC_CLIENT_ID and _SECRET")
         if self.env == "development":
-            return []
+            return problems
+        if method == "development":
+            problems.append("the development sign-in (BROKER_CITIZEN_SIGNIN) exists only with BROKER_ENV=development")
+        elif method is None:
+            problems.append("citizens cannot sign in: set BROKER_OIDC_ISSUER, BROKER_OIDC_CLIENT_ID and _SECRET")
         url = urllib.parse.urlsplit(self.public_url.strip())
         if url.scheme != "https" or not url.hostname:
             # Preview links and the OOTS PreviewLocation go to citizens: never built from a Host header.
-            return ["BROKER_PUBLIC_URL must be the broker's https:// address outside development (BROKER_ENV)"]
-        return []
+            problems.append("BROKER_PUBLIC_URL must be the broker's https:// address outside development (BROKER_ENV)")
+        return problems
 
     @property
     def schema_dirs(self) -> list[Path]:

@@ -23,6 +23,7 @@ from adapters.registers.models import Resident
 from adapters.registers.reference import issue
 from broker.clients.service import Principal, add_client
 from broker.clock import FixedClock
+from broker.consent.artefact import FixedKeySigner
 from broker.db.models import CallbackDelivery, Client, Exchange, LogEntry
 from broker.db.session import Database
 from broker.demo.seed import DEMO_REGISTRY
@@ -39,6 +40,9 @@ from broker.settings import Settings
 from broker.xml.catalogue import SchemaCatalogue
 from broker.xml.evidence import EvidenceSchemas
 from broker.xml.hardened import XmlLimits
+from broker.citizen.identity import Citizen, pseudonyms_of
+from broker.exchange.schemas import SubjectIn
+from broker.registry.schemas import AssuranceLevel
 from tests.specimen import ERIKA, MELDE, request_body
 
 START = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -87,6 +91,8 @@ class World:
     requester: Principal
     # What the scripted authorities answer; tests replace it.
     answer: Callable[[EvidenceQuery], AdapterOutcome] = field(default=erika_evidence)
+    # Signs granted consents with a key of its own; its jwks() verifies them.
+    consent_signer: FixedKeySigner = field(default_factory=FixedKeySigner)
 
     @property
     def queries(self) -> list[EvidenceQuery]:
@@ -113,6 +119,13 @@ class World:
         body = EvidenceRequestIn.model_validate(request_body(**overrides))
         with self.database.unit_of_work() as session:
             return request_evidence(session, self.deps, self.requester, body, idempotency_key)
+
+    def citizen(
+        self, subject: dict[str, Any] | None = None, assurance: AssuranceLevel = "high", age: timedelta = timedelta()
+    ) -> Citizen:
+        """A signed-in citizen (Erika unless ``subject`` says otherwise) who authenticated ``age`` ago."""
+        person = SubjectIn.model_validate(subject or ERIKA).to_subject()
+        return Citizen(pseudonyms_of(person, self.deps.pseudonyms.of), assurance, self.clock.now() - age, "oidc")
 
     def exchange(self, exchange_id: str) -> Exchange:
         with self.database.read() as session:

@@ -223,6 +223,26 @@ def integrated_entries(
     return [(index, bytes(leaf), bytes(body)) for index, leaf, body in rows]
 
 
+def subjects_entries(
+    session: Session, pseudonyms: Collection[str], *, upto: int, limit: int
+) -> list[tuple[int, str | None, bytes]]:
+    """(log index, exchange id, body) of the integrated entries below ``upto`` about any of these
+    subject pseudonyms, newest first (a citizen's cockpit and their copy of the entries)."""
+    if not pseudonyms:
+        return []
+    rows = session.execute(
+        select(_log.c.log_index, _log.c.exchange_id, _log.c.body)
+        .where(
+            _log.c.subject_pseudonym.in_(sorted(pseudonyms)),
+            _log.c.log_index.is_not(None),
+            _log.c.log_index < upto,
+        )
+        .order_by(_log.c.log_index.desc())
+        .limit(limit)
+    )
+    return [(index, exchange, bytes(body)) for index, exchange, body in rows]
+
+
 # --- whole-log reads for verification and export ----------------------------------------------
 
 

@@ -8,8 +8,9 @@ Entry layout (canonical JSON per RFC 8785, all keys always present, absent value
 ``requester``, ``authority``, ``evidence_type``, ``purpose``, ``legal_basis``, ``consent``,
 ``outcome``, ``reason``, ``request_digest``, ``evidence_digest`` (hex SHA-256), ``subject``
 (the keyed pseudonym), ``actor`` (who made an administrative change: an admin client's name,
-or "cli"), ``change`` (what a ``registry_changed`` entry changed: ``registry``,
-``authorities/ID``, ``routes/EVIDENCE_TYPE/ARS_PREFIX``) and ``registry_before`` /
+or "cli"; who requested, decided or revoked a consent: the requester's name or "citizen"),
+``change`` (what a ``registry_changed`` entry changed: ``registry``, ``authorities/ID``,
+``routes/EVIDENCE_TYPE/ARS_PREFIX``) and ``registry_before`` /
 ``registry_after`` (hex SHA-256 of the whole registry's canonical JSON, its ETag, before and
 after); version 2 added the last four. No raw personal data ever enters an entry.
 """
@@ -36,7 +37,13 @@ EVENTS = (
     "expired",
     "preview_requested",
     "preview_decided",
+    # a citizen who is not the subject, or below the evidence type's level, tried to see a preview
+    "preview_refused",
+    # consents: ``requester`` names the client that asked, ``actor`` who acted ("citizen" for
+    # the citizen's decisions and revocations, else the requester's name)
+    "consent_requested",
     "consent_granted",
+    "consent_declined",
     "consent_revoked",
     # client lifecycle: ``requester`` names the client
     "client_added",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -25,6 +25,18 @@ def by_idempotency_key(session: Session, requester_id: int, key: str) -> Exchang
 def lock(session: Session, exchange_id: str) -> Exchange | None:
     """The exchange, its row locked until the transaction ends (PostgreSQL; SQLite locks the database)."""
     return session.scalars(select(Exchange).where(Exchange.id == exchange_id).with_for_update()).first()
+
+
+def of_subjects(session: Session, pseudonyms: Collection[str], limit: int) -> Sequence[Exchange]:
+    """The newest exchanges about any of these subject pseudonyms (a citizen's cockpit)."""
+    if not pseudonyms:
+        return []
+    return session.scalars(
+        select(Exchange)
+        .where(Exchange.subject_pseudonym.in_(sorted(pseudonyms)))
+        .order_by(Exchange.created_at.desc(), Exchange.id)
+        .limit(limit)
+    ).all()
 
 
 def state(session: Session, exchange_id: str) -> str | None:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 from pydantic import ValidationError
 
-from adapters.identity import is_valid_idnr, name_key
+from adapters.identity import idnr_of_person_identifier, name_key
 from broker.exchange.schemas import EvidenceRequestIn, SubjectIn
 from broker.oots.edm import (
     Agent,
@@ -133,11 +133,7 @@ def subject_of(person: NaturalPerson) -> SubjectIn:
     register key and are only echoed in the response. Of the place of birth the first part is
     kept ("Schwerin, Germany" → "Schwerin"): registers hold the town alone.
     """
-    idnr = None
-    if person.identifier:
-        parts = person.identifier.split("/")
-        if len(parts) == 3 and parts[1].upper() == "DE" and is_valid_idnr(parts[2]):
-            idnr = parts[2]
+    idnr = idnr_of_person_identifier(person.identifier) if person.identifier else None
     place = person.place_of_birth.split(",")[0].strip() if person.place_of_birth else None
     try:
         return SubjectIn(

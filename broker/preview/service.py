@@ -2,7 +2,10 @@
 
 An exchange with ``preview`` set stops in ``awaiting_preview`` with the checked, unsealed
 evidence held (``broker.exchange.service.hold_for_preview``), and a :class:`~broker.db.models.Preview`
-opens. The citizen reaches it at ``/preview/{token}``: approving seals and delivers the
+opens. The citizen reaches it at ``/preview/{token}`` and signs in: only the exchange's
+subject, at or above the evidence type's level of assurance and recently authenticated, sees
+the evidence and decides (the link alone, which the requester holds too, shows nothing).
+Approving seals and delivers the
 evidence (the exchange continues exactly as without preview), declining rejects the exchange
 and drops the evidence, and a preview nobody decides expires and drops it too.
 
@@ -27,6 +30,8 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from broker import egress
+from broker.citizen.identity import Citizen
+from broker.citizen.service import access_refusal
 from broker.clients import repository as clients
 from broker.clock import Clock, as_utc
 from broker.db.models import Exchange, Preview
@@ -146,18 +151,41 @@ def expire_if_due(session: Session, deps: ExchangeDependencies, preview: Preview
         )
 
 
-def decide(session: Session, deps: ExchangeDependencies, token: str, approve: bool) -> PreviewState:
-    """The citizen's decision. Approval seals and delivers the held evidence, declining drops it.
+@dataclass(frozen=True)
+class Access:
+    """What a signed-in citizen gets at a preview address: the preview (None: there is none),
+    and why they may not see or decide it (a reason code; None: they may)."""
 
-    A preview whose time is up comes back ``expired`` (not raised: its expiry is a change the
-    caller commits). Unknown tokens are a 404, a second decision a 409 naming the first.
-    """
+    state: PreviewState | None
+    refusal: str | None = None
+
+
+def open_for(session: Session, deps: ExchangeDependencies, token: str, citizen: Citizen, max_age: timedelta) -> Access:
+    """The preview a token opens, for this citizen: only its subject, at or above the evidence
+    type's level of assurance, recently authenticated, may see it (a refusal is logged)."""
     state = find(session, deps, token)
     if state is None:
-        raise Problem(404, "preview.not_found", "There is no preview at this address.")
-    preview, exchange = state.preview, state.exchange
+        return Access(None)
+    reason = access_refusal(session, citizen, state.exchange, deps.registry.get(), deps.clock.now(), max_age)
+    return Access(state, reason)
+
+
+def decide(
+    session: Session, deps: ExchangeDependencies, token: str, approve: bool, citizen: Citizen, max_age: timedelta
+) -> Access:
+    """The citizen's decision. Approval seals and delivers the held evidence, declining drops it.
+
+    Only the exchange's subject decides (:func:`open_for`); anyone else gets the refusal back,
+    recorded, and nothing changes. A preview whose time is up comes back ``expired`` (not
+    raised: its expiry is a change the caller commits). A second decision is a 409 naming the
+    first.
+    """
+    access = open_for(session, deps, token, citizen, max_age)
+    if access.state is None or access.refusal is not None:
+        return access
+    preview, exchange = access.state.preview, access.state.exchange
     if preview.state == "expired":
-        return state
+        return access
     now = deps.clock.now()
     if (
         preview.state != "pending"
@@ -185,7 +213,7 @@ def decide(session: Session, deps: ExchangeDependencies, token: str, approve: bo
             problem=Problem(403, "preview.declined", "The citizen declined to release the evidence."),
         )
     log.info("preview_decided", exchange=exchange.id, outcome=outcome)
-    return state
+    return access
 
 
 def return_url(session: Session, token: str, wanted: str | None) -> str | None:

@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from broker.db.models import Exchange, LogEntry, Preview
+from tests.citizen.client import CitizenClient, csrf_of
 from tests.conftest import SHARED_DIR, LiveBroker, start_broker, stop_process
 from tests.oots.support import (
     DK_AGENT,
@@ -96,9 +97,11 @@ def exchange_id_of(broker: LiveBroker, external_ref: str) -> str:
     return str(found)
 
 
-def decide(broker: LiveBroker, location: str, decision: str) -> httpx.Response:
-    with httpx.Client(timeout=30) as client:
-        return client.post(location, data={"decision": decision})
+def decide(broker: LiveBroker, location: str, decision: str, citizen: str = "erika") -> httpx.Response:
+    """The citizen signs in and decides on the preview page."""
+    with CitizenClient(broker.base_url) as browser:
+        browser.sign_in(citizen)
+        return browser.decide_preview(location, decision)
 
 
 def edm(broker: LiveBroker, token: str, request: EdmRequest) -> httpx.Response:
@@ -144,13 +147,14 @@ def test_oots_preview_round_trip_approved(live_broker: LiveBroker, requester: st
     )
     assert again.root.get("requestId") == second.id
 
-    with httpx.Client(timeout=30) as client:
-        page = client.get(location)
+    with CitizenClient(live_broker.base_url) as browser:
+        browser.sign_in("erika")
+        page = browser.get(location)
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     assert page.headers["cache-control"] == "no-store" and page.headers["referrer-policy"] == "no-referrer"
     assert "Mustermann" in page.text and "1964-08-12" in page.text and "Standesamt Schwerin" in page.text
-    assert page.text.count('<form method="post">') == 2
+    assert page.text.count('<form class="inline" method="post">') == 2
 
     approved = decide(live_broker, location, "approve")
     assert approved.status_code == 200 and "zugestimmt" in approved.text
@@ -166,9 +170,11 @@ def test_oots_preview_round_trip_approved(live_broker: LiveBroker, requester: st
 
     # Single use: the decision stands, the page says so.
     assert decide(live_broker, location, "decline").status_code == 409
-    with httpx.Client(timeout=30) as client:
-        after = client.get(location)
-    assert after.status_code == 200 and "<form" not in after.text and "bereits entschieden" in after.text
+    with CitizenClient(live_broker.base_url) as browser:
+        browser.sign_in("erika")
+        after = browser.get(location)
+    assert after.status_code == 200 and "bereits entschieden" in after.text
+    assert 'name="decision"' not in after.text
 
 
 def test_oots_preview_declined(live_broker: LiveBroker, requester: str) -> None:
@@ -230,13 +236,67 @@ def test_v1_preview_approved(live_broker: LiveBroker, requester: str) -> None:
     with live_broker.client(requester) as client:
         assert client.get(f"{exchange['links']['self']}/evidence").status_code == 409  # nothing released yet
         assert client.get(exchange["links"]["self"]).json()["links"]["preview"] == exchange["links"]["preview"]
-    assert "Mustermann" in httpx.get(location, timeout=30).text
+    with CitizenClient(live_broker.base_url) as browser:
+        browser.sign_in("erika")
+        assert "Mustermann" in browser.get(location).text
     assert decide(live_broker, location, "approve").status_code == 200
     with live_broker.client(requester) as client:
         now = client.get(exchange["links"]["self"]).json()
         assert now["state"] == "delivered" and "preview" not in now["links"]
         evidence = client.get(now["evidence"]["href"])
     assert evidence.status_code == 200 and b"Signature" in evidence.content
+
+
+def test_the_requester_cannot_see_or_decide_the_preview(live_broker: LiveBroker, requester: str) -> None:
+    """The review's attack: the requester holds the link; it opens, and approves, the preview itself."""
+    exchange = v1_request(live_broker, requester)
+    location = live_broker.base_url + exchange["links"]["preview"]
+    with CitizenClient(live_broker.base_url) as requester_browser:
+        page = requester_browser.get(location)
+        # Nothing of the evidence, only the way to sign in.
+        assert page.status_code == 200 and "/citizen/login?next=/preview/" in page.text
+        assert "Mustermann" not in page.text and "1964" not in page.text and "Standesamt" not in page.text
+        for form in ({"decision": "approve"}, {"decision": "approve", "csrf": "guessed"}):
+            refused = requester_browser.post(location, data=form)
+            assert refused.status_code == 401 and "Mustermann" not in refused.text
+        # With a session of its own (the development sign-in as someone else), still nothing.
+        requester_browser.sign_in("jan-schulz")
+        stranger = requester_browser.get(location)
+        assert stranger.status_code == 403 and "Mustermann" not in stranger.text
+        assert requester_browser.decide_preview(location, "approve").status_code == 403
+    with live_broker.client(requester) as client:
+        assert client.get(exchange["links"]["self"]).json()["state"] == "awaiting_preview"
+    row, preview, entries = rows(live_broker, exchange["id"])
+    assert row.evidence is not None and preview is not None and preview.state == "pending"
+    refusals = [body for event, body in entries if event == "preview_refused"]
+    # Two looks and one decision by the stranger, each refused and recorded (with no more than the reason).
+    assert len(refusals) == 3 and all(b'"reason":"citizen.not_subject"' in body for body in refusals)
+    # The citizen herself still decides.
+    assert decide(live_broker, location, "approve").status_code == 200
+
+
+def test_a_sign_in_below_the_evidence_types_level_is_refused(live_broker: LiveBroker, requester: str) -> None:
+    exchange = v1_request(live_broker, requester)
+    location = live_broker.base_url + exchange["links"]["preview"]
+    with CitizenClient(live_broker.base_url) as browser:
+        browser.sign_in("erika", assurance="low")
+        page = browser.get(location)
+        assert page.status_code == 403 and "Vertrauensniveau" in page.text and "Mustermann" not in page.text
+        assert browser.post(location, data={"decision": "approve", "csrf": csrf_of(page.text)}).status_code == 403
+    _, preview, entries = rows(live_broker, exchange["id"])
+    assert preview is not None and preview.state == "pending"
+    assert any(event == "preview_refused" and b"citizen.assurance_too_low" in body for event, body in entries)
+
+
+def test_a_decision_without_the_forms_csrf_token_is_refused(live_broker: LiveBroker, requester: str) -> None:
+    exchange = v1_request(live_broker, requester)
+    location = live_broker.base_url + exchange["links"]["preview"]
+    with CitizenClient(live_broker.base_url) as browser:
+        browser.sign_in("erika")
+        for form in ({"decision": "approve"}, {"decision": "approve", "csrf": "x" * 43}):
+            assert browser.post(location, data=form).status_code == 403
+    _, preview, _ = rows(live_broker, exchange["id"])
+    assert preview is not None and preview.state == "pending"
 
 
 def test_v1_preview_declined(live_broker: LiveBroker, requester: str) -> None:
@@ -249,19 +309,22 @@ def test_v1_preview_declined(live_broker: LiveBroker, requester: str) -> None:
 
 
 def test_unknown_and_malformed_preview_addresses(live_broker: LiveBroker) -> None:
-    with httpx.Client(base_url=live_broker.base_url, timeout=30) as client:
-        assert client.get("/preview/" + "A" * 43).status_code == 404
-        assert client.get("/preview/short").status_code == 404
-        assert client.post("/preview/" + "A" * 43, data={"decision": "approve"}).status_code == 404
-        assert client.post("/preview/" + "A" * 43, data={"decision": "maybe"}).status_code == 422
+    with CitizenClient(live_broker.base_url) as browser:
+        browser.sign_in("erika")
+        csrf = csrf_of(browser.get("/citizen").text)
+        assert browser.get("/preview/" + "A" * 43).status_code == 404
+        assert browser.get("/preview/short").status_code == 404
+        assert browser.post("/preview/" + "A" * 43, data={"decision": "approve", "csrf": csrf}).status_code == 404
+        assert browser.post("/preview/" + "A" * 43, data={"decision": "maybe", "csrf": csrf}).status_code == 422
 
 
 def test_return_links_are_plain_web_addresses_only(live_broker: LiveBroker, requester: str) -> None:
     exchange = v1_request(live_broker, requester)
     location = live_broker.base_url + exchange["links"]["preview"]
-    with httpx.Client(timeout=30) as client:
-        evil = client.get(location, params={"returnurl": "javascript:alert(1)"}).text
-        good = client.get(location, params={"returnurl": "https://portal.example/back?x=<1>"}).text
+    with CitizenClient(live_broker.base_url) as browser:
+        browser.sign_in("erika")
+        evil = browser.get(location, params={"returnurl": "javascript:alert(1)"}).text
+        good = browser.get(location, params={"returnurl": "https://portal.example/back?x=<1>"}).text
     assert "javascript:" not in evil
     assert 'value="https://portal.example/back?x=&lt;1&gt;"' in good
 
@@ -286,7 +349,9 @@ def test_an_undecided_preview_expires_and_drops_the_evidence(hasty_broker: LiveB
     _, oots_location = first_request(hasty_broker, token)
     time.sleep(HASTY_TTL + 0.5)
     location = hasty_broker.base_url + exchange["links"]["preview"]
-    page = httpx.get(location, timeout=30)
+    with CitizenClient(hasty_broker.base_url) as browser:
+        browser.sign_in("erika")
+        page = browser.get(location)
     assert page.status_code == 410 and "abgelaufen" in page.text
     assert decide(hasty_broker, location, "approve").status_code == 410
     with hasty_broker.client(token) as client:

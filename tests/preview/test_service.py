@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -9,6 +10,8 @@ import pytest
 from broker.exchange.lifecycle import State
 from broker.preview import service
 from broker.problems import Problem
+from broker.citizen.identity import Citizen
+from tests.specimen import ERIKA, ERIKA_IDNR
 from tests.world import World
 
 HOOK = "https://portal.example/hook"
@@ -21,9 +24,17 @@ def held(world: World) -> tuple[str, str]:
     return result.exchange.id, world.previews.token(result.exchange.id)
 
 
-def decide(world: World, token: str, approve: bool) -> str:
+MAX_AGE = timedelta(minutes=5)
+STRANGER = {"family_name": "Schulz", "given_name": "Jan", "birth_date": "1990-01-01"}
+
+
+def decide(world: World, token: str, approve: bool, citizen: Citizen | None = None) -> str:
+    """The decision of ``citizen`` (Erika, just signed in, by default): the preview's state, or the refusal."""
     with world.database.unit_of_work() as session:
-        return service.decide(session, world.deps, token, approve).preview.state
+        access = service.decide(session, world.deps, token, approve, citizen or world.citizen(), MAX_AGE)
+    if access.state is None:
+        return "not_found"
+    return access.refusal or access.state.preview.state
 
 
 def test_approval_seals_and_delivers_and_calls_back_once(world: World) -> None:
@@ -71,6 +82,36 @@ def test_unknown_and_malformed_tokens_open_nothing(world: World) -> None:
     with world.database.unit_of_work() as session:
         assert service.find(session, world.deps, "A" * 43) is None
         assert service.find(session, world.deps, "../../etc/passwd") is None
-    with pytest.raises(Problem) as refused:
-        decide(world, "B" * 43, approve=True)
-    assert refused.value.reason == "preview.not_found"
+    assert decide(world, "B" * 43, approve=True) == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("citizen", "refusal"),
+    [
+        (lambda w: w.citizen(STRANGER), "citizen.not_subject"),
+        (lambda w: w.citizen(assurance="low"), "citizen.assurance_too_low"),
+        (lambda w: w.citizen(age=MAX_AGE + timedelta(seconds=1)), "citizen.reauthenticate"),
+    ],
+)
+def test_only_the_subject_recently_signed_in_at_the_types_level_decides(
+    world: World, citizen: Callable[[World], Citizen], refusal: str
+) -> None:
+    exchange_id, token = held(world)
+    assert decide(world, token, approve=True, citizen=citizen(world)) == refusal
+    assert world.exchange(exchange_id).state == State.AWAITING_PREVIEW and world.sealer.sealed == []
+    # A stranger's or a too-low attempt is recorded; an old sign-in only asks for a new one.
+    recorded = [e for e in world.events(exchange_id) if e[0] == "preview_refused"]
+    assert len(recorded) == (0 if refusal == "citizen.reauthenticate" else 1)
+    assert decide(world, token, approve=True) == "approved"
+
+
+def test_the_name_and_the_idnr_are_both_the_citizens(world: World) -> None:
+    """A request by IDNr and one by name are the same citizen's, whose sign-in states both."""
+    by_idnr = world.request(preview=True, subject={"idnr": ERIKA_IDNR, **ERIKA}).exchange.id
+    signed_in = world.citizen({"idnr": ERIKA_IDNR, **ERIKA})
+    assert decide(world, world.previews.token(by_idnr), True, signed_in) == "approved"
+    by_name = world.request(preview=True).exchange.id
+    name_only = world.citizen()
+    assert decide(world, world.previews.token(by_name), True, name_only) == "approved"
+    by_idnr_again = world.request(preview=True, subject={"idnr": ERIKA_IDNR, **ERIKA}).exchange.id
+    assert decide(world, world.previews.token(by_idnr_again), True, name_only) == "citizen.not_subject"

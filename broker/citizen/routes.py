@@ -1,0 +1,350 @@
+"""/citizen: sign-in and sign-out, the data cockpit, the citizen's copy of their log entries,
+and the pages where the citizen grants, declines or revokes a consent.
+
+HTML for browsers (not part of the JSON API's OpenAPI). Every form carries the session's CSRF
+token; every page is no-store and framed by nothing. The session is the signed cookie of
+:mod:`broker.citizen.session`.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+
+from broker.citizen import pages, service, session
+from broker.citizen.identity import Citizen, pseudonyms_of, subject_of_claims
+from broker.citizen.layout import Frame, page
+from broker.citizen.signin import DEMO_CITIZENS, SignInFailed
+from broker.clients import repository as clients
+from broker.consent import service as consents
+from broker.deps import CitizenAccessDep, ClockDep, ConsentSignerDep, Db, Exchanges, Keys, PreviewsDep, SettingsDep
+from broker.logging import get_logger
+from broker.preview.presenters import public_base
+from broker.problems import Problem
+from broker.registry.schemas import assurance_level
+
+log = get_logger(__name__)
+
+router = APIRouter(prefix="/citizen", tags=["citizen"], include_in_schema=False)
+
+# Where a sign-in may lead back to: the citizen's own pages only (never another site).
+_NEXT = re.compile(r"^/(citizen(/[A-Za-z0-9_-]+)*|preview/[A-Za-z0-9_-]{43})$")
+# Module scripts load only with a JavaScript type (Python's own MIME table lacks .mjs).
+_STATIC = {"proof.js": "text/javascript; charset=utf-8", "proof-core.mjs": "text/javascript; charset=utf-8"}
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def safe_next(value: str | None) -> str:
+    return value if value is not None and _NEXT.match(value) else "/citizen"
+
+
+def frame(request: Request, development: bool) -> Frame:
+    citizen = session.current(request)
+    return Frame(development=development, csrf=session.csrf_token(request) if citizen else None)
+
+
+def login_href(next_path: str, level: str | None = None) -> str:
+    query = f"next={next_path}" + (f"&level={level}" if level else "")
+    return f"/citizen/login?{query}"
+
+
+@router.get("/login")
+async def login(
+    request: Request,
+    access: CitizenAccessDep,
+    settings: SettingsDep,
+    next: Annotated[str | None, Query(max_length=200)] = None,
+    level: Annotated[str | None, Query(max_length=20)] = None,
+) -> Response:
+    """Start a sign-in; afterwards the citizen lands on ``next`` (one of their pages)."""
+    wanted = safe_next(next)
+    session.remember_next(request, wanted)
+    if access.oidc is None:
+        return RedirectResponse(f"/citizen/dev-login?next={wanted}", status_code=303)
+    redirect_uri = public_base(request, settings.public_url) + "/citizen/callback"
+    try:
+        return await access.oidc.begin(request, redirect_uri, assurance_level(level) if level else None)
+    except SignInFailed as failure:
+        log.warning("citizen_signin_failed", reason=failure.reason)
+        return page(pages.signin_failed_page(frame(request, access.development)), 502)
+
+
+@router.get("/callback")
+async def callback(request: Request, access: CitizenAccessDep, deps: Exchanges) -> Response:
+    """The identity provider's redirect back: the citizen is signed in, their claims dropped."""
+    if access.oidc is None:
+        return page(pages.signin_failed_page(frame(request, True)), 404)
+    try:
+        signed_in = await access.oidc.finish(request)
+    except SignInFailed as failure:
+        log.warning("citizen_signin_failed", reason=failure.reason)
+        return page(pages.signin_failed_page(frame(request, False)), 400)
+    subject = subject_of_claims(signed_in.claims, access.oidc.mapping)
+    citizen = Citizen(
+        pseudonyms=pseudonyms_of(subject, deps.pseudonyms.of),
+        assurance=signed_in.assurance,
+        authenticated_at=signed_in.authenticated_at,
+        method="oidc",
+    )
+    session.sign_in(request, citizen)
+    log.info("citizen_signed_in", method="oidc", assurance=citizen.assurance)
+    return RedirectResponse(safe_next(session.take_next(request)), status_code=303)
+
+
+@router.get("/dev-login")
+def dev_login_page(
+    request: Request, access: CitizenAccessDep, next: Annotated[str | None, Query(max_length=200)] = None
+) -> Response:
+    if not access.development:
+        return page(pages.refused_page("citizen.not_found", frame(request, False)), 404)
+    labels = [(key, label) for key, (label, _) in DEMO_CITIZENS.items()]
+    csrf = session.csrf_token(request)
+    return page(pages.dev_signin_page(labels, safe_next(next), csrf, Frame(development=True)))
+
+
+@router.post("/dev-login")
+def dev_login(
+    request: Request,
+    access: CitizenAccessDep,
+    deps: Exchanges,
+    clock: ClockDep,
+    citizen: Annotated[str, Form(max_length=40)],
+    assurance: Annotated[str, Form(max_length=20)] = "high",
+    csrf: Annotated[str | None, Form(max_length=100)] = None,
+    next: Annotated[str | None, Form(max_length=200)] = None,
+) -> Response:
+    """The development sign-in: one of the demo citizens, at the chosen level, authenticated now."""
+    if not access.development:
+        return page(pages.refused_page("citizen.not_found", frame(request, False)), 404)
+    if not session.csrf_valid(request, csrf):
+        return page(pages.refused_page("citizen.csrf", Frame(development=True)), 403)
+    chosen = DEMO_CITIZENS.get(citizen)
+    level = assurance_level(assurance)
+    if chosen is None or level is None:
+        raise Problem(422, "citizen.unknown_demo_citizen", f"Choose one of {sorted(DEMO_CITIZENS)} and a level.")
+    session.sign_in(
+        request,
+        Citizen(pseudonyms_of(chosen[1], deps.pseudonyms.of), level, clock.now(), method="development"),
+    )
+    session.take_next(request)
+    return RedirectResponse(safe_next(next), status_code=303)
+
+
+@router.post("/logout")
+def logout(
+    request: Request, access: CitizenAccessDep, csrf: Annotated[str | None, Form(max_length=100)] = None
+) -> Response:
+    if session.current(request) is not None and not session.csrf_valid(request, csrf):
+        return page(pages.refused_page("citizen.csrf", frame(request, access.development)), 403)
+    session.sign_out(request)
+    return page(pages.signed_out_page(Frame(development=access.development)))
+
+
+def _signin_needed(request: Request, access: CitizenAccessDep, next_path: str, lead: str) -> Response:
+    return page(pages.signin_page(login_href(next_path), Frame(development=access.development), lead=lead))
+
+
+@router.get("")
+def cockpit(
+    request: Request,
+    access: CitizenAccessDep,
+    db: Db,
+    deps: Exchanges,
+    keys: Keys,
+    previews: PreviewsDep,
+) -> Response:
+    """The data cockpit: every exchange about the signed-in citizen, with proofs for the browser."""
+    citizen = session.current(request)
+    if citizen is None:
+        lead = "Melden Sie sich an, um zu sehen, welche Nachweise über Sie übermittelt wurden."
+        return _signin_needed(request, access, "/citizen", lead)
+    registry = deps.registry.get()
+    with db.read() as db_session:
+        view = service.cockpit(
+            db_session,
+            citizen,
+            registry,
+            deps.clock.now(),
+            consents=consents.of_citizen(db_session, citizen.pseudonyms),
+            keys=keys.checkpoint_public_keys(),
+            preview_path=previews.path,
+        )
+        body = pages.cockpit_page(view, registry, session.csrf_token(request), frame(request, access.development))
+    return page(body, scripts=True)
+
+
+@router.get("/export.json")
+def export(request: Request, access: CitizenAccessDep, db: Db, deps: Exchanges, keys: Keys) -> Response:
+    """The citizen's copy of their log entries with inclusion proofs (Art. 15 GDPR)."""
+    citizen = session.current(request)
+    if citizen is None:
+        return _signin_needed(request, access, "/citizen", "Melden Sie sich an, um Ihre Einträge herunterzuladen.")
+    with db.read() as db_session:
+        data = service.export(
+            db_session, citizen, deps.registry.get(), deps.clock.now(), keys=keys.checkpoint_public_keys()
+        )
+    return JSONResponse(
+        data,
+        headers={
+            "Cache-Control": "no-store",
+            "Content-Disposition": 'attachment; filename="meine-protokolleintraege.json"',
+        },
+    )
+
+
+@router.get("/static/{name}")
+def static_file(name: str) -> Response:
+    """The cockpit's script (the browser's own proof check); nothing else is served from here."""
+    media_type = _STATIC.get(name)
+    if media_type is None:
+        return Response(status_code=404)
+    content = resources.files("broker.citizen").joinpath("static", name).read_bytes()
+    return Response(
+        content,
+        media_type=media_type,
+        headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+# --- consents -------------------------------------------------------------------------------
+
+
+def _consent_gate(request: Request, access: CitizenAccessDep, consent_id: str) -> Citizen | Response:
+    """The signed-in citizen, or the page to show instead (sign in; not found)."""
+    citizen = session.current(request)
+    if citizen is None:
+        return _signin_needed(
+            request,
+            access,
+            f"/citizen/consents/{consent_id}" if _UUID.match(consent_id) else "/citizen",
+            "Melden Sie sich an, um über die Einwilligung zu entscheiden.",
+        )
+    return citizen
+
+
+def _consent_refused(request: Request, access: CitizenAccessDep, refusal: Problem) -> Response:
+    log.info("citizen_consent_refused", reason=refusal.reason)
+    status = refusal.status if refusal.status in (403, 404, 409) else 400
+    return page(pages.refused_page(refusal.reason, frame(request, access.development)), status)
+
+
+@router.get("/consents/{consent_id}")
+def consent_page(
+    consent_id: str, request: Request, access: CitizenAccessDep, db: Db, deps: Exchanges
+) -> Response:
+    gate = _consent_gate(request, access, consent_id)
+    if isinstance(gate, Response):
+        return gate
+    try:
+        with db.read() as db_session:
+            consent = consents.for_citizen(db_session, consent_id, gate.pseudonyms)
+            requester = clients.name_of(db_session, consent.requester_id)
+            body = pages.consent_page(
+                consent, requester, deps.registry.get(), session.csrf_token(request), frame(request, access.development)
+            )
+    except Problem as refusal:
+        return _consent_refused(request, access, refusal)
+    return page(body)
+
+
+@router.post("/consents/{consent_id}")
+def decide_consent(
+    consent_id: str,
+    request: Request,
+    access: CitizenAccessDep,
+    db: Db,
+    deps: Exchanges,
+    signer: ConsentSignerDep,
+    decision: Annotated[str, Form(pattern="^(grant|decline)$")],
+    csrf: Annotated[str | None, Form(max_length=100)] = None,
+) -> Response:
+    gate = _consent_gate(request, access, consent_id)
+    if isinstance(gate, Response):
+        return gate
+    if not session.csrf_valid(request, csrf):
+        return page(pages.refused_page("citizen.csrf", frame(request, access.development)), 403)
+    now = deps.clock.now()
+    if now - gate.authenticated_at > access.max_auth_age:
+        return page(
+            pages.refused_page(
+                "citizen.reauthenticate",
+                frame(request, access.development),
+                login_href=login_href(f"/citizen/consents/{consent_id}"),
+            ),
+            403,
+        )
+    try:
+        with db.unit_of_work() as db_session:
+            consent = consents.decide(db_session, consent_id, gate.pseudonyms, decision == "grant", now, signer)
+            requester = clients.name_of(db_session, consent.requester_id)
+            notice = "Sie haben eingewilligt." if consent.state == "granted" else "Sie haben abgelehnt."
+            body = pages.consent_page(
+                consent,
+                requester,
+                deps.registry.get(),
+                session.csrf_token(request),
+                frame(request, access.development),
+                notice=notice,
+            )
+    except Problem as refusal:
+        return _consent_refused(request, access, refusal)
+    return page(body)
+
+
+@router.post("/consents/{consent_id}/revoke")
+def revoke_consent(
+    consent_id: str,
+    request: Request,
+    access: CitizenAccessDep,
+    db: Db,
+    deps: Exchanges,
+    csrf: Annotated[str | None, Form(max_length=100)] = None,
+) -> Response:
+    gate = _consent_gate(request, access, consent_id)
+    if isinstance(gate, Response):
+        return gate
+    if not session.csrf_valid(request, csrf):
+        return page(pages.refused_page("citizen.csrf", frame(request, access.development)), 403)
+    try:
+        with db.unit_of_work() as db_session:
+            consent = consents.revoke_by_citizen(db_session, consent_id, gate.pseudonyms, deps.clock.now())
+            requester = clients.name_of(db_session, consent.requester_id)
+            body = pages.consent_page(
+                consent,
+                requester,
+                deps.registry.get(),
+                session.csrf_token(request),
+                frame(request, access.development),
+                notice="Sie haben die Einwilligung widerrufen. Sie gilt ab sofort nicht mehr.",
+            )
+    except Problem as refusal:
+        return _consent_refused(request, access, refusal)
+    return page(body)
+
+
+@router.get("/consents/{consent_id}/artefact")
+def consent_artefact(consent_id: str, request: Request, access: CitizenAccessDep, db: Db) -> Response:
+    """The signed consent (compact JWS) for the citizen to keep; ``broker consent verify`` checks it."""
+    gate = _consent_gate(request, access, consent_id)
+    if isinstance(gate, Response):
+        return gate
+    try:
+        with db.read() as db_session:
+            consent = consents.for_citizen(db_session, consent_id, gate.pseudonyms)
+    except Problem as refusal:
+        return _consent_refused(request, access, refusal)
+    if consent.artefact is None:
+        return page(pages.refused_page("consent.not_granted", frame(request, access.development)), 404)
+    return Response(
+        consent.artefact,
+        media_type="application/jose",
+        headers={
+            "Cache-Control": "no-store",
+            "Content-Disposition": f'attachment; filename="einwilligung-{consent.id}.jws"',
+        },
+    )
+
