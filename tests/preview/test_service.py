@@ -7,10 +7,10 @@ from datetime import timedelta
 
 import pytest
 
+from broker.citizen.identity import Citizen
 from broker.exchange.lifecycle import State
 from broker.preview import service
 from broker.problems import Problem
-from broker.citizen.identity import Citizen
 from tests.specimen import ERIKA, ERIKA_IDNR
 from tests.world import World
 
