@@ -28,7 +28,18 @@ run: $(VENV)/.installed
 	@echo
 	$(BIN)/broker serve --host 127.0.0.1 --port $(PORT)
 
-test: $(VENV)/.installed
+# The browser tests' npm packages (a real OpenID Provider, axe-core), exactly as locked. Without
+# npm they are left out: the browser tests then skip (or fail where BROKER_TEST_REQUIRE_BROWSER=1).
+BROWSER_TESTS := tests/browser
+$(BROWSER_TESTS)/node_modules/.installed: $(BROWSER_TESTS)/package-lock.json $(BROWSER_TESTS)/package.json
+	@if command -v npm >/dev/null 2>&1; then \
+		echo "npm ci --prefix $(BROWSER_TESTS) --no-audit --no-fund"; \
+		npm ci --prefix $(BROWSER_TESTS) --no-audit --no-fund && touch $@; \
+	else \
+		echo "npm is not on PATH: the browser tests' npm packages are not installed, those tests will skip"; \
+	fi
+
+test: $(VENV)/.installed $(BROWSER_TESTS)/node_modules/.installed
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed

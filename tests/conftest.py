@@ -180,9 +180,9 @@ class LiveBroker:
 
 
 def start_broker(
-    database_url: str, directory: Path, extra_env: dict[str, str] | None = None
+    database_url: str, directory: Path, extra_env: dict[str, str] | None = None, port: int | None = None
 ) -> tuple[subprocess.Popen[bytes], LiveBroker]:
-    port = free_port()
+    port = port or free_port()
     keys_dir = directory / "keys"
     log_path = directory / "broker.log"
     env = {

@@ -1,0 +1,1 @@
+"""Browser tests: headless Chromium (Playwright) against the broker and a real OpenID Provider."""
