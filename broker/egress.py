@@ -2,7 +2,9 @@
 
 The broker sends personal data out in two ways only: push calls to authorities
 (``adapters.http_push``, whose transport ``broker.bootstrap`` injects from here) and signed
-callbacks to requesters (``broker.callbacks.sender``). Both go through a transport built here,
+callbacks to requesters (``broker.callbacks.sender``). The third outbound client, the citizens'
+sign-in (``broker.citizen.signin``: discovery, keys and token calls to the OpenID Provider),
+sends none, and is held to the same rules. All go through a transport built here,
 and every URL that names such a destination is checked when it is written: authority
 endpoints (``broker.registry``), requesters' callback origins (``broker.clients``).
 
