@@ -179,6 +179,14 @@ class LiveBroker:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
 
+# What a broker outside development needs for its citizens' sign-in (never called in these tests).
+PRODUCTION_SIGN_IN = {
+    "BROKER_OIDC_ISSUER": "https://id.example",
+    "BROKER_OIDC_CLIENT_ID": "once-only-broker",
+    "BROKER_OIDC_CLIENT_SECRET": "test-client-secret",
+}
+
+
 def start_broker(
     database_url: str, directory: Path, extra_env: dict[str, str] | None = None, port: int | None = None
 ) -> tuple[subprocess.Popen[bytes], LiveBroker]:

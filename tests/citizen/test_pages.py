@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.citizen.client import CitizenClient, csrf_of
-from tests.conftest import LiveBroker, start_broker
+from tests.conftest import PRODUCTION_SIGN_IN, LiveBroker, start_broker
 from tests.specimen import MELDE, request_body
 
 
@@ -103,9 +103,7 @@ def test_production_has_no_development_sign_in(seeded_database_url: str, tmp_pat
     production = {
         "BROKER_ENV": "production",
         "BROKER_PUBLIC_URL": "https://broker.example",
-        "BROKER_OIDC_ISSUER": "https://id.example",
-        "BROKER_OIDC_CLIENT_ID": "broker",
-        "BROKER_OIDC_CLIENT_SECRET": "secret",
+        **PRODUCTION_SIGN_IN,
     }
     process, broker = start_broker(seeded_database_url, tmp_path, production)
     try:

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from broker.db.models import Exchange
-from tests.conftest import SHARED_DIR, LiveBroker, free_port, start_broker, stop_process
+from tests.conftest import PRODUCTION_SIGN_IN, SHARED_DIR, LiveBroker, free_port, start_broker, stop_process
 from tests.oots.support import DK_AGENT, EdmRequest, failure_of, post_edm
 from tests.specimen import GEBURT, MELDE, request_body
 
@@ -45,6 +45,7 @@ def test_outside_development_the_broker_does_not_start_without_its_public_url(tm
         "BROKER_KEYS_DIR": str(tmp_path / "keys"),
         "BROKER_ENV": "production",
         "BROKER_PUBLIC_URL": "",
+        **PRODUCTION_SIGN_IN,
     }
     for public_url in ("", "http://broker.example", "broker.example"):
         done = subprocess.run(
@@ -64,6 +65,7 @@ def production_broker(seeded_database_url: str, tmp_path_factory: pytest.TempPat
         "BROKER_ENV": "production",
         "BROKER_PUBLIC_URL": PUBLIC_URL,
         "BROKER_SCHEMA_PATH": str(SHARED_DIR / "oots" / "xsd"),
+        **PRODUCTION_SIGN_IN,
     }
     process, broker = start_broker(seeded_database_url, tmp_path_factory.mktemp("production"), env)
     try:

@@ -24,7 +24,8 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from broker.db.models import CallbackDelivery, Exchange
-from tests.conftest import LiveBroker
+from tests.citizen.client import CitizenClient, csrf_of
+from tests.conftest import PRODUCTION_SIGN_IN, LiveBroker
 from tests.security.outbound import (
     Listener,
     Receiver,
@@ -41,6 +42,7 @@ PRODUCTION = {
     "BROKER_PUBLIC_URL": "https://broker.example",
     "BROKER_EGRESS_ALLOW": "",
     "BROKER_BACKGROUND_INTERVAL_SECONDS": "0.3",
+    **PRODUCTION_SIGN_IN,
 }
 
 
@@ -233,12 +235,19 @@ def test_the_preview_links_back_only_to_the_requesters_origins(live_broker: Live
     token = live_broker.add_client("requester", MELDE, callback_origins=["https://portal.example"])
     exchange = post(live_broker, token, request_body(preview=True)).json()
     page_url = live_broker.base_url + exchange["links"]["preview"]
-    for returnurl in ("https://evil.example/phish", "https://portal.example.evil.example/", "javascript:alert(1)"):
-        page = httpx.get(page_url, params={"returnurl": returnurl})
-        assert page.status_code == 200 and "evil" not in page.text and "javascript" not in page.text
-    page = httpx.get(page_url, params={"returnurl": "https://portal.example/antrag/7"})
-    assert 'value="https://portal.example/antrag/7"' in page.text  # carried into the decision form
-    decided = httpx.post(page_url, data={"decision": "decline", "returnurl": "https://evil.example/phish"})
-    assert decided.status_code == 200 and "evil" not in decided.text
-    again = httpx.post(page_url, data={"decision": "approve", "returnurl": "https://portal.example/antrag/7"})
-    assert again.status_code == 409 and 'href="https://portal.example/antrag/7"' in again.text
+    with CitizenClient(live_broker.base_url) as erika:
+        erika.sign_in("erika")
+        for returnurl in ("https://evil.example/phish", "https://portal.example.evil.example/", "javascript:alert(1)"):
+            page = erika.get(page_url, params={"returnurl": returnurl})
+            assert page.status_code == 200 and "evil" not in page.text and "javascript" not in page.text
+        page = erika.get(page_url, params={"returnurl": "https://portal.example/antrag/7"})
+        assert 'value="https://portal.example/antrag/7"' in page.text  # carried into the decision form
+        csrf = csrf_of(page.text)
+        decided = erika.post(
+            page_url, data={"decision": "decline", "csrf": csrf, "returnurl": "https://evil.example/phish"}
+        )
+        assert decided.status_code == 200 and "evil" not in decided.text
+        again = erika.post(
+            page_url, data={"decision": "approve", "csrf": csrf, "returnurl": "https://portal.example/antrag/7"}
+        )
+        assert again.status_code == 409 and 'href="https://portal.example/antrag/7"' in again.text
