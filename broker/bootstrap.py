@@ -15,8 +15,10 @@ from adapters.http_push import Breakers, PushTransport, TlsSettings
 from broker.audit.integrator import BackgroundIntegrator
 from broker.background import Periodic
 from broker.callbacks.sender import CallbackSender
+from broker.citizen.signin import CitizenAccess, OidcSignIn
 from broker.clients.auth import PrincipalCache
 from broker.clock import Clock, SystemClock
+from broker.consent.artefact import KeyConsentSigner
 from broker.db.migrate import upgrade
 from broker.db.session import Database, make_engine
 from broker.deps import Services
@@ -143,6 +145,11 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         gateway=EdmGateway(database, deps, remote, principals, catalogue, limits, previews, settings.origin),
         exchange_slots=threading.BoundedSemaphore(settings.exchange_concurrency),
         egress=egress,
+        citizen=CitizenAccess(
+            oidc=OidcSignIn(settings, egress) if settings.signin_method == "oidc" else None,
+            max_auth_age=timedelta(seconds=settings.citizen_max_auth_age_seconds),
+        ),
+        consent_signer=KeyConsentSigner(keys),
     )
     jobs = (
         Periodic("registry", REGISTRY_REFRESH_SECONDS, registry.refresh),

@@ -30,6 +30,7 @@ class DomainCommands(click.Group):
     GROUPS = {
         "adapters": "broker.tasks.commands",
         "audit": "broker.audit.commands",
+        "consent": "broker.consent.commands",
         "evidence": "broker.seal.commands",
         "keys": "broker.seal.commands",
         "schemas": "broker.xml.commands",

@@ -14,9 +14,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from broker.citizen.signin import CitizenAccess
 from broker.clients.auth import PrincipalCache, authenticate
 from broker.clients.service import Principal
 from broker.clock import Clock
+from broker.consent.artefact import ConsentSigner
 from broker.db.session import Database
 from broker.egress import EgressPolicy
 from broker.exchange.dependencies import ExchangeDependencies
@@ -51,6 +53,10 @@ class Services:
     exchange_slots: threading.BoundedSemaphore
     # Where outbound calls may go; registry changes check authority endpoints against it.
     egress: EgressPolicy
+    # How citizens sign in (OpenID Connect, or the development sign-in).
+    citizen: CitizenAccess
+    # Signs the artefact of a consent the citizen grants (the active checkpoint key).
+    consent_signer: ConsentSigner
 
 
 def services(request: Request) -> Services:
@@ -118,6 +124,14 @@ def _egress(request: Request) -> EgressPolicy:
     return services(request).egress
 
 
+def _citizen_access(request: Request) -> CitizenAccess:
+    return services(request).citizen
+
+
+def _consent_signer(request: Request) -> ConsentSigner:
+    return services(request).consent_signer
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 Db = Annotated[Database, Depends(_database)]
 ClockDep = Annotated[Clock, Depends(_clock)]
@@ -133,6 +147,8 @@ Remote = Annotated[RemoteExchanges, Depends(_remote)]
 Gateway = Annotated[EdmGateway, Depends(_gateway)]
 ExchangeSlots = Annotated[threading.BoundedSemaphore, Depends(_exchange_slots)]
 Egress = Annotated[EgressPolicy, Depends(_egress)]
+CitizenAccessDep = Annotated[CitizenAccess, Depends(_citizen_access)]
+ConsentSignerDep = Annotated[ConsentSigner, Depends(_consent_signer)]
 
 
 def require(*roles: str) -> Callable[[Request, PrincipalCache], Principal]:

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from adapters.protocol import AdapterOutcome, EvidenceQuery
 from adapters.registers.models import Resident
 from adapters.registers.reference import issue
+from broker.citizen.identity import Citizen, pseudonyms_of
 from broker.clients.service import Principal, add_client
 from broker.clock import FixedClock
 from broker.consent.artefact import FixedKeySigner
@@ -29,20 +30,18 @@ from broker.db.session import Database
 from broker.demo.seed import DEMO_REGISTRY
 from broker.exchange.dependencies import ExchangeDependencies
 from broker.exchange.dispatch import InMemoryAdapters
-from broker.exchange.schemas import EvidenceRequestIn
+from broker.exchange.schemas import EvidenceRequestIn, SubjectIn
 from broker.exchange.service import ExchangeResult, request_evidence
 from broker.keys.pseudonym import Pseudonymiser
 from broker.preview.service import Previews
 from broker.registry import repository as registry_repository
+from broker.registry.schemas import AssuranceLevel
 from broker.registry.service import FixedRegistry, read_toml
 from broker.seal.sealer import FakeSealer
 from broker.settings import Settings
 from broker.xml.catalogue import SchemaCatalogue
 from broker.xml.evidence import EvidenceSchemas
 from broker.xml.hardened import XmlLimits
-from broker.citizen.identity import Citizen, pseudonyms_of
-from broker.exchange.schemas import SubjectIn
-from broker.registry.schemas import AssuranceLevel
 from tests.specimen import ERIKA, MELDE, request_body
 
 START = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)

@@ -19,7 +19,6 @@ from broker.citizen import pages, service, session
 from broker.citizen.identity import Citizen, pseudonyms_of, subject_of_claims
 from broker.citizen.layout import Frame, page
 from broker.citizen.signin import DEMO_CITIZENS, SignInFailed
-from broker.clients import repository as clients
 from broker.consent import service as consents
 from broker.deps import CitizenAccessDep, ClockDep, ConsentSignerDep, Db, Exchanges, Keys, PreviewsDep, SettingsDep
 from broker.logging import get_logger
@@ -242,7 +241,7 @@ def consent_page(
     try:
         with db.read() as db_session:
             consent = consents.for_citizen(db_session, consent_id, gate.pseudonyms)
-            requester = clients.name_of(db_session, consent.requester_id)
+            requester = consents.requester_name(db_session, consent)
             body = pages.consent_page(
                 consent, requester, deps.registry.get(), session.csrf_token(request), frame(request, access.development)
             )
@@ -280,7 +279,7 @@ def decide_consent(
     try:
         with db.unit_of_work() as db_session:
             consent = consents.decide(db_session, consent_id, gate.pseudonyms, decision == "grant", now, signer)
-            requester = clients.name_of(db_session, consent.requester_id)
+            requester = consents.requester_name(db_session, consent)
             notice = "Sie haben eingewilligt." if consent.state == "granted" else "Sie haben abgelehnt."
             body = pages.consent_page(
                 consent,
@@ -312,7 +311,7 @@ def revoke_consent(
     try:
         with db.unit_of_work() as db_session:
             consent = consents.revoke_by_citizen(db_session, consent_id, gate.pseudonyms, deps.clock.now())
-            requester = clients.name_of(db_session, consent.requester_id)
+            requester = consents.requester_name(db_session, consent)
             body = pages.consent_page(
                 consent,
                 requester,

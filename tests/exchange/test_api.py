@@ -15,6 +15,7 @@ from adapters.registers.models import BusinessRegistration, Resident
 from broker.keys.store import KeyStore
 from broker.seal.xades import verify_sealed_evidence
 from tests.conftest import REPO_DIR, LiveBroker, start_broker, stop_process
+from tests.consent.support import decide_as_citizen
 from tests.specimen import ERIKA, ERIKA_IDNR, GEBURT, GEWERBE, MELDE, request_body
 
 
@@ -169,6 +170,8 @@ def test_consent_replaces_explicit_request(live_broker: LiveBroker, requester: s
         )
         assert granted.status_code == 201, granted.text
         consent_id = granted.json()["id"]
+    # The citizen grants the request (tests/consent/test_api.py: nothing rests on it before).
+    decide_as_citizen(live_broker, consent_id)
     body = request_body(consent_id=consent_id, explicit_request=False, legal_basis=None)
     assert post(live_broker, requester, body).status_code == 200
     used_up = post(live_broker, requester, body)
@@ -187,6 +190,7 @@ def test_revoked_consent_is_refused(live_broker: LiveBroker, requester: str) -> 
                 "valid_until": "2099-01-01T00:00:00Z",
             },
         ).json()["id"]
+        decide_as_citizen(live_broker, consent_id)
         assert client.delete(f"/v1/consents/{consent_id}").json()["revoked_at"] is not None
     answer = post(live_broker, requester, request_body(consent_id=consent_id, explicit_request=False))
     assert answer.status_code == 403

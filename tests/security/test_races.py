@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, func, select
 
 from broker.db.models import Exchange, LogEntry
 from tests.conftest import LiveBroker
+from tests.consent.support import decide_as_citizen
 from tests.specimen import ERIKA, MELDE, request_body
 
 PARALLEL = 16
@@ -42,6 +43,7 @@ def test_a_consent_is_never_used_more_than_max_uses(live_broker: LiveBroker) -> 
     with live_broker.client(token) as client:
         created = client.post("/v1/consents", json=consent)
     assert created.status_code == 201, created.text
+    decide_as_citizen(live_broker, created.json()["id"])
     body = request_body(consent_id=created.json()["id"], explicit_request=False, legal_basis=None)
     answers = _all_at_once(live_broker, token, [(body, {})] * PARALLEL)
     statuses = sorted(a.status_code for a in answers)

@@ -139,7 +139,9 @@ def test_grants_name_registered_evidence_types_and_purposes(live_broker: LiveBro
     assert nowhere_in_the_log(live_broker, text)
 
 
-def test_consents_name_registered_evidence_types_and_purposes(live_broker: LiveBroker, requester: str) -> None:
+def test_consents_name_registered_evidence_types_purposes_and_legal_bases(
+    live_broker: LiveBroker, requester: str
+) -> None:
     text = secret()
     consent = {
         "subject": ERIKA,
@@ -150,12 +152,16 @@ def test_consents_name_registered_evidence_types_and_purposes(live_broker: LiveB
     with live_broker.client(requester) as client:
         unknown_purpose = client.post("/v1/consents", json={**consent, "purpose": text})
         unknown_type = client.post("/v1/consents", json={**consent, "evidence_types": [MELDE, text]})
-        granted = client.post("/v1/consents", json=consent)
+        unknown_basis = client.post("/v1/consents", json={**consent, "legal_basis": text})
+        requested = client.post("/v1/consents", json={**consent, "legal_basis": "§ 23 WoGG"})
     assert unknown_purpose.status_code == 422 and unknown_purpose.json()["reason"] == "purpose.unknown"
     assert [e["field"] for e in unknown_purpose.json()["errors"]] == ["purpose"]
     assert unknown_type.status_code == 422 and unknown_type.json()["reason"] == "evidence_type.unknown"
     assert [e["field"] for e in unknown_type.json()["errors"]] == ["evidence_types.1"]
-    assert granted.status_code == 201 and granted.json()["purpose"] == "wohngeld"
+    assert unknown_basis.status_code == 422 and unknown_basis.json()["reason"] == "legal_basis.unknown"
+    assert [e["field"] for e in unknown_basis.json()["errors"]] == ["legal_basis"]
+    assert requested.status_code == 201, requested.text
+    assert (requested.json()["purpose"], requested.json()["legal_basis"]) == ("wohngeld", "wogg-23")
     assert nowhere_in_the_log(live_broker, text)
 
 
