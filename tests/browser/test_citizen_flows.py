@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -133,6 +134,34 @@ def test_erika_approves_her_preview_and_her_cockpit_proves_it(page: Page, setup:
     assert states == {"ok"}, states
     assert page.get_by_text("✓ im Log bestätigt").count() == marks.count()
     accessible(page)
+
+
+def test_erika_grants_a_consent_and_revokes_it_in_her_cockpit(page: Page, setup: Setup) -> None:
+    body = {
+        "subject": {k: ERIKA[k] for k in ("family_name", "given_name", "birth_date")},
+        "evidence_types": [MELDE],
+        "purpose": "Wohngeldantrag",
+        "legal_basis": "§ 23 WoGG",
+        "valid_until": (datetime.now(UTC) + timedelta(days=30)).isoformat(),
+        "max_uses": 1,
+    }
+    with setup.broker.client(setup.requester) as client:
+        consent = client.post("/v1/consents", json=body).json()
+    approval = consent["links"]["approval"].removeprefix(setup.broker.base_url)
+    open_as(page, setup, approval, "erika")
+    assert "Wohngeldantrag" in page.content()
+    accessible(page)
+    page.get_by_role("button", name="Einwilligen").click()
+    assert "Sie haben eingewilligt" in page.content()
+    accessible(page)
+    with setup.broker.client(setup.requester) as client:
+        assert client.get(consent["links"]["self"]).json()["state"] == "granted"
+    page.goto(setup.broker.base_url + "/citizen")
+    assert "erteilt" in page.content()
+    page.get_by_role("button", name="Widerrufen").first.click()
+    assert "widerrufen" in page.content()
+    with setup.broker.client(setup.requester) as client:
+        assert client.get(consent["links"]["self"]).json()["revoked_at"] is not None
 
 
 def test_a_tampered_proof_turns_the_browsers_mark_red(page: Page, setup: Setup) -> None:
