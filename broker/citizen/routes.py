@@ -14,12 +14,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
 
 from broker.citizen import pages, service, session
-from broker.citizen.identity import Citizen, pseudonyms_of, subject_of_claims
+from broker.citizen.identity import Citizen, pseudonyms_of, refusal, subject_of_claims
 from broker.citizen.layout import Frame, page
 from broker.citizen.signin import DEMO_CITIZENS, SignInFailed
 from broker.consent import service as consents
+from broker.db.models import Consent
 from broker.deps import CitizenAccessDep, ClockDep, ConsentSignerDep, Db, Exchanges, Keys, PreviewsDep, SettingsDep
 from broker.logging import get_logger
 from broker.preview.presenters import public_base
@@ -225,29 +227,43 @@ def _consent_gate(request: Request, access: CitizenAccessDep, consent_id: str) -
     return citizen
 
 
-def _consent_refused(request: Request, access: CitizenAccessDep, refusal: Problem) -> Response:
-    log.info("citizen_consent_refused", reason=refusal.reason)
-    status = refusal.status if refusal.status in (403, 404, 409) else 400
-    return page(pages.refused_page(refusal.reason, frame(request, access.development)), status)
+def _consent_refused(request: Request, access: CitizenAccessDep, reason: str, status: int) -> Response:
+    log.info("citizen_consent_refused", reason=reason)
+    again = login_href(request.url.path) if reason in ("citizen.reauthenticate", "citizen.assurance_too_low") else None
+    return page(pages.refused_page(reason, frame(request, access.development), login_href=again), status)
+
+
+def _form_gate(request: Request, access: CitizenAccessDep, consent_id: str, csrf: str | None) -> Citizen | Response:
+    """The signed-in citizen submitting a consent form with the session's CSRF token, or the page instead."""
+    gate = _consent_gate(request, access, consent_id)
+    if isinstance(gate, Response) or session.csrf_valid(request, csrf):
+        return gate
+    return page(pages.refused_page("citizen.csrf", frame(request, access.development)), 403)
+
+
+def _consent_view(
+    request: Request, access: CitizenAccessDep, deps: Exchanges, db_session: Session, consent: Consent, notice: str = ""
+) -> Response:
+    requester = consents.requester_name(db_session, consent)
+    csrf = session.csrf_token(request)
+    view = pages.consent_page(
+        consent, requester, deps.registry.get(), csrf, frame(request, access.development), notice=notice
+    )
+    return page(view)
 
 
 @router.get("/consents/{consent_id}")
-def consent_page(
-    consent_id: str, request: Request, access: CitizenAccessDep, db: Db, deps: Exchanges
-) -> Response:
+def consent_page(consent_id: str, request: Request, access: CitizenAccessDep, db: Db, deps: Exchanges) -> Response:
     gate = _consent_gate(request, access, consent_id)
     if isinstance(gate, Response):
         return gate
     try:
         with db.read() as db_session:
-            consent = consents.for_citizen(db_session, consent_id, gate.pseudonyms)
-            requester = consents.requester_name(db_session, consent)
-            body = pages.consent_page(
-                consent, requester, deps.registry.get(), session.csrf_token(request), frame(request, access.development)
+            return _consent_view(
+                request, access, deps, db_session, consents.for_citizen(db_session, consent_id, gate.pseudonyms)
             )
     except Problem as refusal:
-        return _consent_refused(request, access, refusal)
-    return page(body)
+        return _consent_refused(request, access, refusal.reason, refusal.status)
 
 
 @router.post("/consents/{consent_id}")
@@ -261,37 +277,24 @@ def decide_consent(
     decision: Annotated[str, Form(pattern="^(grant|decline)$")],
     csrf: Annotated[str | None, Form(max_length=100)] = None,
 ) -> Response:
-    gate = _consent_gate(request, access, consent_id)
+    """Grant or decline: as for a preview, only the subject, recently signed in at the level the
+    consent's evidence types need, decides."""
+    gate = _form_gate(request, access, consent_id, csrf)
     if isinstance(gate, Response):
         return gate
-    if not session.csrf_valid(request, csrf):
-        return page(pages.refused_page("citizen.csrf", frame(request, access.development)), 403)
     now = deps.clock.now()
-    if now - gate.authenticated_at > access.max_auth_age:
-        return page(
-            pages.refused_page(
-                "citizen.reauthenticate",
-                frame(request, access.development),
-                login_href=login_href(f"/citizen/consents/{consent_id}"),
-            ),
-            403,
-        )
     try:
         with db.unit_of_work() as db_session:
+            asked = consents.for_citizen(db_session, consent_id, gate.pseudonyms)
+            required = service.required_level(deps.registry.get(), asked.evidence_types)
+            reason = refusal(gate, asked.subject_pseudonym, required, now, access.max_auth_age)
+            if reason is not None:
+                return _consent_refused(request, access, reason, 403)
             consent = consents.decide(db_session, consent_id, gate.pseudonyms, decision == "grant", now, signer)
-            requester = consents.requester_name(db_session, consent)
             notice = "Sie haben eingewilligt." if consent.state == "granted" else "Sie haben abgelehnt."
-            body = pages.consent_page(
-                consent,
-                requester,
-                deps.registry.get(),
-                session.csrf_token(request),
-                frame(request, access.development),
-                notice=notice,
-            )
-    except Problem as refusal:
-        return _consent_refused(request, access, refusal)
-    return page(body)
+            return _consent_view(request, access, deps, db_session, consent, notice)
+    except Problem as refused:
+        return _consent_refused(request, access, refused.reason, refused.status)
 
 
 @router.post("/consents/{consent_id}/revoke")
@@ -303,26 +306,17 @@ def revoke_consent(
     deps: Exchanges,
     csrf: Annotated[str | None, Form(max_length=100)] = None,
 ) -> Response:
-    gate = _consent_gate(request, access, consent_id)
+    """Revoking needs no fresh sign-in: it only ever takes a permission away."""
+    gate = _form_gate(request, access, consent_id, csrf)
     if isinstance(gate, Response):
         return gate
-    if not session.csrf_valid(request, csrf):
-        return page(pages.refused_page("citizen.csrf", frame(request, access.development)), 403)
     try:
         with db.unit_of_work() as db_session:
             consent = consents.revoke_by_citizen(db_session, consent_id, gate.pseudonyms, deps.clock.now())
-            requester = consents.requester_name(db_session, consent)
-            body = pages.consent_page(
-                consent,
-                requester,
-                deps.registry.get(),
-                session.csrf_token(request),
-                frame(request, access.development),
-                notice="Sie haben die Einwilligung widerrufen. Sie gilt ab sofort nicht mehr.",
-            )
-    except Problem as refusal:
-        return _consent_refused(request, access, refusal)
-    return page(body)
+            notice = "Sie haben die Einwilligung widerrufen. Sie gilt ab sofort nicht mehr."
+            return _consent_view(request, access, deps, db_session, consent, notice)
+    except Problem as refused:
+        return _consent_refused(request, access, refused.reason, refused.status)
 
 
 @router.get("/consents/{consent_id}/artefact")
@@ -334,8 +328,8 @@ def consent_artefact(consent_id: str, request: Request, access: CitizenAccessDep
     try:
         with db.read() as db_session:
             consent = consents.for_citizen(db_session, consent_id, gate.pseudonyms)
-    except Problem as refusal:
-        return _consent_refused(request, access, refusal)
+    except Problem as refused:
+        return _consent_refused(request, access, refused.reason, refused.status)
     if consent.artefact is None:
         return page(pages.refused_page("consent.not_granted", frame(request, access.development)), 404)
     return Response(
@@ -346,4 +340,3 @@ def consent_artefact(consent_id: str, request: Request, access: CitizenAccessDep
             "Content-Disposition": f'attachment; filename="einwilligung-{consent.id}.jws"',
         },
     )
-

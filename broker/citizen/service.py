@@ -30,6 +30,7 @@ from broker.exchange import repository as exchanges
 from broker.exchange.lifecycle import State
 from broker.keys.jwk import public_jwk
 from broker.keys.store import CheckpointPublicKey
+from broker.registry.schemas import ASSURANCE_LEVELS, AssuranceLevel
 from broker.registry.service import RegistrySnapshot
 
 # More than any one person's exchanges for years; the page and the download stay bounded.
@@ -220,6 +221,15 @@ def export(
     }
 
 
+def required_level(registry: RegistrySnapshot, evidence_types: Sequence[str]) -> AssuranceLevel:
+    """The level of assurance a decision about these evidence types needs: the highest of theirs
+    (a type the registry no longer knows needs the highest)."""
+    levels = [
+        registry.evidence_types[t].assurance_level if t in registry.evidence_types else "high" for t in evidence_types
+    ]
+    return max(levels, key=ASSURANCE_LEVELS.index, default="high")
+
+
 def access_refusal(
     session: Session,
     citizen: Citizen,
@@ -233,8 +243,7 @@ def access_refusal(
     authenticated recently enough. A refusal other than "sign in again" is recorded in the log,
     with no more than its reason (a stranger's pseudonym is nobody's business in this exchange's
     log); the caller commits it."""
-    evidence_type = registry.evidence_types.get(exchange.evidence_type_id or "")
-    required = evidence_type.assurance_level if evidence_type is not None else "high"
+    required = required_level(registry, [exchange.evidence_type_id or ""])
     reason = refusal(citizen, exchange.subject_pseudonym, required, now, max_age)
     if reason is not None and reason != "citizen.reauthenticate":
         lifecycle.step(

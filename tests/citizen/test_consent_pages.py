@@ -104,3 +104,14 @@ def test_another_citizen_can_neither_see_nor_decide_erikas_consent(live_broker: 
         assert jan.get(consent["links"]["approval"] + "/artefact").status_code == 403
     with live_broker.client(requester) as client:
         assert client.get(consent["links"]["self"]).json()["state"] == "requested"
+
+
+def test_a_grant_needs_the_level_of_the_evidence_types(live_broker: LiveBroker, requester: str) -> None:
+    consent = ask(live_broker, requester)  # a Meldebescheinigung needs "substantial"
+    with CitizenClient(live_broker.base_url) as erika:
+        erika.sign_in("erika", assurance="low")
+        page = erika.get(consent["links"]["approval"])
+        refused = erika.post(consent["links"]["approval"], data={"decision": "grant", "csrf": csrf_of(page.text)})
+        assert refused.status_code == 403 and "Vertrauensniveau" in refused.text
+    with live_broker.client(requester) as client:
+        assert client.get(consent["links"]["self"]).json()["state"] == "requested"
