@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     keys_dir: Path = REPO_DIR / "keys"
     # Extra schema directories (os.pathsep-separated), searched after the project's own xsd/.
     schema_path: str = ""
+    # The directory holding the official OOTS business rules (the EC's ISO Schematron files,
+    # EDM-REQ-S.sch …): third-party files the operator points at, like the schema path. Empty:
+    # no rule checks.
+    oots_rules_path: str = ""
     # Names this broker instance in checkpoints (the C2SP origin line) and in sealed evidence.
     origin: str = "broker.example/once-only"
     host: str = "127.0.0.1"

@@ -1,4 +1,5 @@
-"""``broker schemas …``: list the catalogue, validate files through the intake door, import sets."""
+"""``broker schemas …``: list the catalogue, validate files through the intake door, import sets,
+check OOTS messages against the business rules."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import click
 from broker.settings import REPO_DIR, get_settings
 from broker.xml.catalogue import CatalogueError, SchemaCatalogue, SchemaEntry, import_schemas
 from broker.xml.hardened import XmlIntakeError, parse_xml
+from broker.xml.schematron import SchematronError, UnknownMessageKind, check_message
 
 
 def catalogue_dirs() -> list[Path]:
@@ -66,6 +68,55 @@ def validate(files: tuple[Path, ...]) -> None:
             click.echo(f"{file}:0:0: file.unreadable: {exc.strerror or exc}")
         else:
             click.echo(f"{file}: ok")
+    if failed:
+        raise SystemExit(1)
+
+
+@schemas.command("rules")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--rules",
+    "rules_dir",
+    type=click.Path(path_type=Path),
+    help="Directory of the OOTS Schematron rule files (default: BROKER_OOTS_RULES_PATH).",
+)
+def rules_command(files: tuple[Path, ...], rules_dir: Path | None) -> None:
+    """Check OOTS messages against the official business rules of their kind (EDM-RESP-S/-C, …).
+
+    One line per failure, or "FILE: passes RULESETS". Warnings and infos are shown but do not
+    fail; exit 0 only if no file has another failure and every file could be checked.
+    """
+    configured = rules_dir if rules_dir is not None else get_settings().oots_rules_path.strip()
+    if not configured:
+        raise click.ClickException("no rules directory: set BROKER_OOTS_RULES_PATH or pass --rules DIR")
+    directory = Path(configured)
+    if not directory.is_dir():
+        raise click.ClickException(f"rules directory {directory} does not exist")
+    failed = 0
+    for file in files:
+        try:
+            verdict = check_message(file.read_bytes(), directory)
+        except OSError as exc:
+            failed += 1
+            click.echo(f"{file}: file.unreadable: {exc.strerror or exc}")
+        except XmlIntakeError as exc:
+            failed += 1
+            click.echo(f"{file}: {exc.reason}: {exc.detail}")
+        except UnknownMessageKind as exc:
+            failed += 1
+            click.echo(f"{file}: rules.unknown_kind: {exc}")
+        except SchematronError as exc:
+            # A missing or broken rule file affects every file of its kind: report it once per
+            # file rather than stop, so the other kinds still get checked.
+            failed += 1
+            click.echo(f"{file}: rules.error: {exc}")
+        else:
+            failed += not verdict.passed
+            if not verdict.failures:
+                click.echo(f"{file}: passes {', '.join(verdict.rule_sets)}")
+            for failure in verdict.failures:
+                where = failure.location or "/"
+                click.echo(f"{file}: {failure.rule_id} ({failure.severity}) at {where}: {failure.message}")
     if failed:
         raise SystemExit(1)
 
