@@ -237,6 +237,29 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+def fresh_broker(
+    backend: str, request: pytest.FixtureRequest, directory: Path, env: dict[str, str], port: int | None = None
+) -> Iterator[LiveBroker]:
+    """A broker on a seeded database of its own: no other broker's background jobs touch its
+    outbox or its log (the shared database's log is integrated by every broker on it, each with
+    keys of its own)."""
+    from broker.db.migrate import upgrade
+    from broker.db.session import make_engine, make_session_factory, unit_of_work
+    from broker.demo.seed import seed
+
+    for url in _database_url(backend, request, directory):
+        engine = make_engine(url)
+        upgrade(engine)
+        with unit_of_work(make_session_factory(engine)) as session:
+            seed(session)
+        engine.dispose()
+        process, broker = start_broker(url, directory, env, port)
+        try:
+            yield broker
+        finally:
+            stop_process(process)
+
+
 @pytest.fixture(scope="session")
 def live_broker(seeded_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
     """A real broker process per backend, on the seeded demo database (with the OOTS EDM schemas)."""

@@ -13,7 +13,7 @@ Fixtures:
     "redirect_uris": [...]}`` plus any further client metadata. See ``oidc_provider.mjs`` for
     what the provider does (code flow, PKCE S256 required, claims in the ID token, ``acr`` and
     ``auth_time`` always there, consent granted automatically).
-``chromium``  (session scope) the Playwright ``Browser``.
+``chromium``  (module scope) the Playwright ``Browser``.
 ``page``  (function scope) a ``Page`` in a fresh browser context: no cookies from other tests.
 
 The ``page`` context enforces the pages' Content-Security-Policy, as the citizen's browser does
@@ -218,7 +218,9 @@ def oidc_provider(tmp_path: Path) -> Iterator[StartOidcProvider]:
         provider.stop()
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps an event loop running in the main thread while it is
+# open, and later tests that run asyncio themselves must not find one.
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
     require_browser_tools()
     from playwright.sync_api import sync_playwright

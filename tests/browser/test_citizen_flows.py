@@ -25,7 +25,7 @@ from tests.browser.conftest import (
     start_oidc_provider,
 )
 from tests.citizen.client import CitizenClient
-from tests.conftest import SHARED_DIR, LiveBroker, free_port, start_broker, stop_process
+from tests.conftest import SHARED_DIR, LiveBroker, free_port, fresh_broker
 from tests.specimen import ERIKA, ERIKA_IDNR, MELDE, request_body
 
 if TYPE_CHECKING:
@@ -55,14 +55,14 @@ class Setup:
 
 
 @pytest.fixture(scope="module")
-def setup(seeded_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
-    directory = tmp_path_factory.mktemp("citizen-flows")
+def setup(backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    """A provider, and a broker whose citizens sign in there, on a database of its own (whose log
+    only this broker's keys sign: the browser checks every checkpoint signature)."""
+    directory = tmp_path_factory.mktemp(f"citizen-flows-{backend}")
     port = free_port()
-    base = f"http://127.0.0.1:{port}"
     client = {"client_id": "once-only-broker", "client_secret": uuid.uuid4().hex}
-    provider = start_oidc_provider(
-        ACCOUNTS, [{**client, "redirect_uris": [f"{base}/citizen/callback"]}], directory / "provider"
-    )
+    callback = f"http://127.0.0.1:{port}/citizen/callback"
+    provider = start_oidc_provider(ACCOUNTS, [{**client, "redirect_uris": [callback]}], directory / "provider")
     env = {
         "BROKER_SCHEMA_PATH": str(SHARED_DIR / "oots" / "xsd"),
         "BROKER_OIDC_ISSUER": provider.issuer,
@@ -71,11 +71,8 @@ def setup(seeded_database_url: str, tmp_path_factory: pytest.TempPathFactory) ->
         "BROKER_OIDC_CLAIM_IDNR": "idnr",
     }
     try:
-        process, broker = start_broker(seeded_database_url, directory, env, port=port)
-        try:
+        for broker in fresh_broker(backend, request, directory, env, port):
             yield Setup(broker, broker.add_client("requester", MELDE))
-        finally:
-            stop_process(process)
     finally:
         provider.stop()
 

@@ -7,39 +7,16 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.conftest import LiveBroker, _database_url, start_broker, stop_process
+from tests.conftest import LiveBroker
 from tests.specimen import MELDE
-
-
-def fresh_broker(
-    backend: str, request: pytest.FixtureRequest, directory: Path, env: dict[str, str]
-) -> Iterator[LiveBroker]:
-    """A broker on a seeded database of its own: no other broker's background jobs touch its outbox."""
-    from broker.db.migrate import upgrade
-    from broker.db.session import make_engine, make_session_factory, unit_of_work
-    from broker.demo.seed import seed
-
-    for url in _database_url(backend, request, directory):
-        engine = make_engine(url)
-        upgrade(engine)
-        with unit_of_work(make_session_factory(engine)) as session:
-            seed(session)
-        engine.dispose()
-        process, broker = start_broker(url, directory, env)
-        try:
-            yield broker
-        finally:
-            stop_process(process)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float) -> bool:

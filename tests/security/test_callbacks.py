@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import LiveBroker
-from tests.security.outbound import Listener, Receiver, fresh_broker, wait_until
+from tests.conftest import LiveBroker, fresh_broker
+from tests.security.outbound import Listener, Receiver, wait_until
 from tests.specimen import MELDE, request_body
 
 TIMEOUT_SECONDS = 8

@@ -25,11 +25,10 @@ from sqlalchemy import create_engine, select
 
 from broker.db.models import CallbackDelivery, Exchange
 from tests.citizen.client import CitizenClient, csrf_of
-from tests.conftest import PRODUCTION_SIGN_IN, LiveBroker
+from tests.conftest import PRODUCTION_SIGN_IN, LiveBroker, fresh_broker
 from tests.security.outbound import (
     Listener,
     Receiver,
-    fresh_broker,
     push_authority,
     push_authority_spec,
     route_to,

@@ -8,18 +8,18 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from tests.conftest import SHARED_DIR, LiveBroker, start_broker, stop_process
+from tests.conftest import SHARED_DIR, LiveBroker, fresh_broker
 from tests.specimen import ERIKA, ERIKA_IDNR, GEBURT, MELDE, request_body
 
 
 @pytest.fixture(scope="module")
-def debug_broker(seeded_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBroker]:
+def debug_broker(
+    backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveBroker]:
+    """On a database of its own: its integrator (whose debug line the test looks for) is the
+    only one that integrates its entries."""
     env = {"BROKER_LOG_LEVEL": "debug", "BROKER_SCHEMA_PATH": str(SHARED_DIR / "oots" / "xsd")}
-    process, broker = start_broker(seeded_database_url, tmp_path_factory.mktemp("debug"), env)
-    try:
-        yield broker
-    finally:
-        stop_process(process)
+    yield from fresh_broker(backend, request, tmp_path_factory.mktemp(f"debug-{backend}"), env)
 
 
 def _texts(document: bytes) -> set[str]:
