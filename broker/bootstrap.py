@@ -148,6 +148,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         citizen=CitizenAccess(
             oidc=OidcSignIn(settings, egress) if settings.signin_method == "oidc" else None,
             max_auth_age=timedelta(seconds=settings.citizen_max_auth_age_seconds),
+            session_lifetime=timedelta(minutes=settings.citizen_session_minutes),
         ),
         consent_signer=KeyConsentSigner(keys),
     )

@@ -14,6 +14,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from broker.citizen.identity import Citizen
+from broker.citizen.service import current_citizen
 from broker.citizen.signin import CitizenAccess
 from broker.clients.auth import PrincipalCache, authenticate
 from broker.clients.service import Principal
@@ -128,6 +130,11 @@ def _citizen_access(request: Request) -> CitizenAccess:
     return services(request).citizen
 
 
+def _signed_in(request: Request) -> Citizen | None:
+    found = services(request)
+    return current_citizen(request, found.database, found.clock.now(), found.citizen.session_lifetime)
+
+
 def _consent_signer(request: Request) -> ConsentSigner:
     return services(request).consent_signer
 
@@ -148,6 +155,8 @@ Gateway = Annotated[EdmGateway, Depends(_gateway)]
 ExchangeSlots = Annotated[threading.BoundedSemaphore, Depends(_exchange_slots)]
 Egress = Annotated[EgressPolicy, Depends(_egress)]
 CitizenAccessDep = Annotated[CitizenAccess, Depends(_citizen_access)]
+# The signed-in citizen of a request to the citizen's pages, or None.
+SignedIn = Annotated[Citizen | None, Depends(_signed_in)]
 ConsentSignerDep = Annotated[ConsentSigner, Depends(_consent_signer)]
 
 

@@ -81,6 +81,19 @@ def erika_evidence(query: EvidenceQuery) -> AdapterOutcome:
     return AdapterOutcome.found(document)
 
 
+def erika_evidence_stating(idnr: str) -> Callable[[EvidenceQuery], AdapterOutcome]:
+    """Erika's Meldebescheinigung, stating this IDNr (hers, or a namesake's)."""
+
+    def answer(query: EvidenceQuery) -> AdapterOutcome:
+        resident = erika_resident()  # a register row, not a dataclass
+        resident.idnr = idnr
+        return AdapterOutcome.found(
+            issue("melderegister", resident, query.authority_id, "Stadt Schwerin", "13004", query.request_id)
+        )
+
+    return answer
+
+
 @dataclass
 class World:
     database: Database
@@ -124,7 +137,8 @@ class World:
     ) -> Citizen:
         """A signed-in citizen (Erika unless ``subject`` says otherwise) who authenticated ``age`` ago."""
         person = SubjectIn.model_validate(subject or ERIKA).to_subject()
-        return Citizen(pseudonyms_of(person, self.deps.pseudonyms.of), assurance, self.clock.now() - age, "oidc")
+        by_idnr, by_name = pseudonyms_of(person, self.deps.pseudonyms.of)
+        return Citizen(by_idnr, by_name, assurance, self.clock.now() - age, "oidc")
 
     def exchange(self, exchange_id: str) -> Exchange:
         with self.database.read() as session:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
@@ -221,6 +222,14 @@ def integrated_entries(
             query = query.where(column == value)
     rows = session.execute(query.order_by(_log.c.log_index).limit(limit))
     return [(index, bytes(leaf), bytes(body)) for index, leaf, body in rows]
+
+
+def step_reasons(session: Session, exchange_id: str, event: str) -> set[str]:
+    """The reason codes of an exchange's entries of one event (integrated or still queued)."""
+    bodies = session.scalars(
+        select(LogEntry.body).where(LogEntry.exchange_id == exchange_id, LogEntry.event == event)
+    )
+    return {str(reason) for body in bodies if (reason := json.loads(body).get("reason")) is not None}
 
 
 def subjects_entries(

@@ -5,7 +5,7 @@ keeps none of them: it computes the citizen's subject pseudonyms from them at on
 only those, with the level of assurance and the time of the authentication, in the signed
 session cookie. A citizen may have two pseudonyms, one over the IDNr and one over the name
 triple (see :mod:`broker.keys.pseudonym`): an exchange requested by IDNr and one requested by
-name are both theirs. An exchange is the citizen's when its subject pseudonym is one of them.
+name are both theirs; :meth:`Citizen.is_subject` says how namesakes are told apart.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ from typing import Any
 from adapters.identity import idnr_of_person_identifier, is_valid_idnr
 from adapters.protocol import Subject
 from broker.registry.schemas import ASSURANCE_LEVELS, AssuranceLevel
+
+# How far an identity provider's clock may run ahead of the broker's.
+CLOCK_SKEW = datetime.timedelta(seconds=60)
 
 # The eIDAS levels of assurance as OpenID Providers state them in ``acr`` (the eIDAS LoA URIs);
 # an operator maps other values (an OIDC bridge's own names) with BROKER_OIDC_ACR_LEVELS.
@@ -93,18 +96,15 @@ def subject_of_claims(claims: Mapping[str, Any], mapping: ClaimMapping) -> Subje
     return subject
 
 
-def pseudonyms_of(subject: Subject, pseudonym: Callable[[Subject], str]) -> frozenset[str]:
-    """Every pseudonym the citizen's exchanges may carry: by IDNr and by the name triple."""
-    found = set()
-    if subject.idnr:
-        found.add(pseudonym(subject))
+def pseudonyms_of(subject: Subject, pseudonym: Callable[[Subject], str]) -> tuple[str | None, str | None]:
+    """The citizen's two possible pseudonyms: (over the IDNr, over the name triple); None where
+    the sign-in does not state what it needs."""
+    by_idnr = pseudonym(Subject(idnr=subject.idnr)) if subject.idnr else None
+    by_name = None
     if subject.family_name and subject.given_name and subject.birth_date:
-        found.add(
-            pseudonym(
-                Subject(family_name=subject.family_name, given_name=subject.given_name, birth_date=subject.birth_date)
-            )
-        )
-    return frozenset(found)
+        triple = Subject(family_name=subject.family_name, given_name=subject.given_name, birth_date=subject.birth_date)
+        by_name = pseudonym(triple)
+    return by_idnr, by_name
 
 
 def assurance_of_acr(acr: object, levels: Mapping[str, AssuranceLevel]) -> AssuranceLevel | None:
@@ -120,30 +120,65 @@ def at_least(level: AssuranceLevel | None, required: AssuranceLevel) -> bool:
 class Citizen:
     """The signed-in citizen: pseudonyms, level of assurance and when they authenticated."""
 
-    pseudonyms: frozenset[str]
+    # Over the IDNr (when the sign-in states one) and over the name triple (when it states one).
+    idnr_pseudonym: str | None
+    name_pseudonym: str | None
     assurance: AssuranceLevel | None
     authenticated_at: datetime.datetime
     # "oidc" or "development" (the demo sign-in, which the pages mark with a banner).
     method: str
+    # The session this sign-in started (its sign-out ends every copy of the cookie), and when.
+    session_id: str = ""
+    signed_in_at: datetime.datetime | None = None
 
-    def is_subject(self, subject_pseudonym: str | None) -> bool:
-        return subject_pseudonym is not None and subject_pseudonym in self.pseudonyms
+    @property
+    def pseudonyms(self) -> frozenset[str]:
+        return frozenset(p for p in (self.idnr_pseudonym, self.name_pseudonym) if p is not None)
+
+    def is_subject(self, subject_pseudonym: str | None, stated_idnr_pseudonym: str | None, *, confirmed: bool) -> bool:
+        """Whether an exchange (or consent) on ``subject_pseudonym`` is about this citizen.
+
+        Asked by IDNr: the IDNr decides. Asked by name: the name triple, and where the citizen's
+        sign-in states an IDNr, the IDNr the evidence states (``stated_idnr_pseudonym``) must be
+        theirs, so that a namesake (same names, same birth date) is told apart. ``confirmed``
+        demands that evidence (to see or release it); without it, evidence that states no IDNr
+        (or none yet) leaves the name triple to decide (a listing of the cockpit). A sign-in
+        that states no IDNr cannot tell namesakes apart: the name triple is all it has.
+        """
+        if subject_pseudonym is None:
+            return False
+        if subject_pseudonym == self.idnr_pseudonym:
+            return True
+        if subject_pseudonym != self.name_pseudonym:
+            return False
+        if self.idnr_pseudonym is None:
+            return True
+        if stated_idnr_pseudonym is None:
+            return not confirmed
+        return stated_idnr_pseudonym == self.idnr_pseudonym
 
 
 def refusal(
     citizen: Citizen,
     subject_pseudonym: str | None,
+    stated_idnr_pseudonym: str | None,
     required: AssuranceLevel,
     now: datetime.datetime,
     max_age: datetime.timedelta,
+    *,
+    confirmed: bool = True,
 ) -> str | None:
     """Why this citizen may not see or decide about evidence on this subject now (a reason code),
-    or None. Checked in this order: an old authentication only asks for a new one, so it comes
-    first; the subject last, so that a stranger learns no more than that it is not theirs."""
-    if now - citizen.authenticated_at > max_age:
+    or None (``confirmed``: see :meth:`Citizen.is_subject`).
+
+    Checked in this order: an old authentication only asks for a new one, so it comes first;
+    the subject last, so that a stranger learns no more than that it is not theirs. An
+    authentication stated to lie in the future counts as old: nothing vouches for it."""
+    age = now - citizen.authenticated_at
+    if age > max_age or age < -CLOCK_SKEW:
         return "citizen.reauthenticate"
     if not at_least(citizen.assurance, required):
         return "citizen.assurance_too_low"
-    if not citizen.is_subject(subject_pseudonym):
+    if not citizen.is_subject(subject_pseudonym, stated_idnr_pseudonym, confirmed=confirmed):
         return "citizen.not_subject"
     return None

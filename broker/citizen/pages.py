@@ -123,7 +123,7 @@ def cockpit_page(view: Cockpit, registry: RegistrySnapshot, csrf: str, frame: Fr
         "Vorschau ansehen und entscheiden</a></li>"
         for row in view.pending_previews
     )
-    waiting_consents = [c for c in view.consents if c.state == "requested"]
+    waiting_consents = [c for c in view.consents if c.state == "requested" and c.revoked_at is None]
     asks = "".join(
         f'<li><a href="/citizen/consents/{esc(c.id)}">Anfrage einer Einwilligung ansehen</a></li>'
         for c in waiting_consents

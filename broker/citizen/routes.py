@@ -9,6 +9,7 @@ token; every page is no-store and framed by nothing. The session is the signed c
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from importlib import resources
 from typing import Annotated
 
@@ -16,36 +17,47 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
+from adapters.protocol import Subject
 from broker.citizen import pages, service, session
 from broker.citizen.identity import Citizen, pseudonyms_of, refusal, subject_of_claims
 from broker.citizen.layout import Frame, page
-from broker.citizen.signin import DEMO_CITIZENS, SignInFailed
+from broker.citizen.signin import DEMO_CITIZENS, CitizenAccess, SignInFailed
 from broker.consent import service as consents
 from broker.db.models import Consent
-from broker.deps import CitizenAccessDep, ClockDep, ConsentSignerDep, Db, Exchanges, Keys, PreviewsDep, SettingsDep
+from broker.deps import (
+    CitizenAccessDep,
+    ClockDep,
+    ConsentSignerDep,
+    Db,
+    Exchanges,
+    Keys,
+    PreviewsDep,
+    SettingsDep,
+    SignedIn,
+)
 from broker.logging import get_logger
 from broker.preview.presenters import public_base
 from broker.problems import Problem
-from broker.registry.schemas import assurance_level
+from broker.registry.schemas import AssuranceLevel, assurance_level
 
 log = get_logger(__name__)
 
 router = APIRouter(prefix="/citizen", tags=["citizen"], include_in_schema=False)
 
 # Where a sign-in may lead back to: the citizen's own pages only (never another site).
-_NEXT = re.compile(r"^/(citizen(/[A-Za-z0-9_-]+)*|preview/[A-Za-z0-9_-]{43})$")
+_NEXT = re.compile(r"/(citizen(/[A-Za-z0-9_-]+)*|preview/[A-Za-z0-9_-]{43})")
 # Module scripts load only with a JavaScript type (Python's own MIME table lacks .mjs).
 _STATIC = {"proof.js": "text/javascript; charset=utf-8", "proof-core.mjs": "text/javascript; charset=utf-8"}
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 def safe_next(value: str | None) -> str:
-    return value if value is not None and _NEXT.match(value) else "/citizen"
+    return value if value is not None and _NEXT.fullmatch(value) else "/citizen"
 
 
-def frame(request: Request, development: bool) -> Frame:
-    citizen = session.current(request)
-    return Frame(development=development, csrf=session.csrf_token(request) if citizen else None)
+def frame(request: Request, access: CitizenAccess, citizen: Citizen | None) -> Frame:
+    """The pages' frame: the development banner, and the sign-out form for a signed-in citizen."""
+    return Frame(development=access.development, csrf=session.csrf_token(request) if citizen else None)
 
 
 def login_href(next_path: str, level: str | None = None) -> str:
@@ -53,11 +65,22 @@ def login_href(next_path: str, level: str | None = None) -> str:
     return f"/citizen/login?{query}"
 
 
+def _start_session(
+    request: Request, deps: Exchanges, subject: Subject, level: AssuranceLevel | None, at: datetime, method: str
+) -> None:
+    """Sign the citizen in: their pseudonyms, level and time of authentication, nothing else."""
+    by_idnr, by_name = pseudonyms_of(subject, deps.pseudonyms.of)
+    citizen = Citizen(by_idnr, by_name, level, at, method)
+    session.sign_in(request, citizen, deps.clock.now())
+    log.info("citizen_signed_in", method=method, assurance=level)
+
+
 @router.get("/login")
 async def login(
     request: Request,
     access: CitizenAccessDep,
     settings: SettingsDep,
+    citizen: SignedIn,
     next: Annotated[str | None, Query(max_length=200)] = None,
     level: Annotated[str | None, Query(max_length=20)] = None,
 ) -> Response:
@@ -71,28 +94,21 @@ async def login(
         return await access.oidc.begin(request, redirect_uri, assurance_level(level) if level else None)
     except SignInFailed as failure:
         log.warning("citizen_signin_failed", reason=failure.reason)
-        return page(pages.signin_failed_page(frame(request, access.development)), 502)
+        return page(pages.signin_failed_page(frame(request, access, citizen)), 502)
 
 
 @router.get("/callback")
 async def callback(request: Request, access: CitizenAccessDep, deps: Exchanges) -> Response:
     """The identity provider's redirect back: the citizen is signed in, their claims dropped."""
     if access.oidc is None:
-        return page(pages.signin_failed_page(frame(request, True)), 404)
+        return page(pages.signin_failed_page(frame(request, access, None)), 404)
     try:
-        signed_in = await access.oidc.finish(request)
+        signed_in = await access.oidc.finish(request, deps.clock.now())
     except SignInFailed as failure:
         log.warning("citizen_signin_failed", reason=failure.reason)
-        return page(pages.signin_failed_page(frame(request, False)), 400)
+        return page(pages.signin_failed_page(frame(request, access, None)), 400)
     subject = subject_of_claims(signed_in.claims, access.oidc.mapping)
-    citizen = Citizen(
-        pseudonyms=pseudonyms_of(subject, deps.pseudonyms.of),
-        assurance=signed_in.assurance,
-        authenticated_at=signed_in.authenticated_at,
-        method="oidc",
-    )
-    session.sign_in(request, citizen)
-    log.info("citizen_signed_in", method="oidc", assurance=citizen.assurance)
+    _start_session(request, deps, subject, signed_in.assurance, signed_in.authenticated_at, "oidc")
     return RedirectResponse(safe_next(session.take_next(request)), status_code=303)
 
 
@@ -101,7 +117,7 @@ def dev_login_page(
     request: Request, access: CitizenAccessDep, next: Annotated[str | None, Query(max_length=200)] = None
 ) -> Response:
     if not access.development:
-        return page(pages.refused_page("citizen.not_found", frame(request, False)), 404)
+        return page(pages.refused_page("citizen.not_found", frame(request, access, None)), 404)
     labels = [(key, label) for key, (label, _) in DEMO_CITIZENS.items()]
     csrf = session.csrf_token(request)
     return page(pages.dev_signin_page(labels, safe_next(next), csrf, Frame(development=True)))
@@ -112,7 +128,6 @@ def dev_login(
     request: Request,
     access: CitizenAccessDep,
     deps: Exchanges,
-    clock: ClockDep,
     citizen: Annotated[str, Form(max_length=40)],
     assurance: Annotated[str, Form(max_length=20)] = "high",
     csrf: Annotated[str | None, Form(max_length=100)] = None,
@@ -120,32 +135,38 @@ def dev_login(
 ) -> Response:
     """The development sign-in: one of the demo citizens, at the chosen level, authenticated now."""
     if not access.development:
-        return page(pages.refused_page("citizen.not_found", frame(request, False)), 404)
+        return page(pages.refused_page("citizen.not_found", frame(request, access, None)), 404)
     if not session.csrf_valid(request, csrf):
         return page(pages.refused_page("citizen.csrf", Frame(development=True)), 403)
     chosen = DEMO_CITIZENS.get(citizen)
     level = assurance_level(assurance)
     if chosen is None or level is None:
         raise Problem(422, "citizen.unknown_demo_citizen", f"Choose one of {sorted(DEMO_CITIZENS)} and a level.")
-    session.sign_in(
-        request,
-        Citizen(pseudonyms_of(chosen[1], deps.pseudonyms.of), level, clock.now(), method="development"),
-    )
+    _start_session(request, deps, chosen[1], level, deps.clock.now(), "development")
     session.take_next(request)
     return RedirectResponse(safe_next(next), status_code=303)
 
 
 @router.post("/logout")
 def logout(
-    request: Request, access: CitizenAccessDep, csrf: Annotated[str | None, Form(max_length=100)] = None
+    request: Request,
+    access: CitizenAccessDep,
+    db: Db,
+    clock: ClockDep,
+    citizen: SignedIn,
+    csrf: Annotated[str | None, Form(max_length=100)] = None,
 ) -> Response:
-    if session.current(request) is not None and not session.csrf_valid(request, csrf):
-        return page(pages.refused_page("citizen.csrf", frame(request, access.development)), 403)
+    """Sign out: this browser's cookie is cleared, and every copy of it stops working."""
+    if citizen is not None:
+        if not session.csrf_valid(request, csrf):
+            return page(pages.refused_page("citizen.csrf", frame(request, access, citizen)), 403)
+        with db.unit_of_work() as db_session:
+            service.sign_out(db_session, citizen, clock.now(), access.session_lifetime)
     session.sign_out(request)
     return page(pages.signed_out_page(Frame(development=access.development)))
 
 
-def _signin_needed(request: Request, access: CitizenAccessDep, next_path: str, lead: str) -> Response:
+def _signin_needed(access: CitizenAccessDep, next_path: str, lead: str) -> Response:
     return page(pages.signin_page(login_href(next_path), Frame(development=access.development), lead=lead))
 
 
@@ -157,12 +178,12 @@ def cockpit(
     deps: Exchanges,
     keys: Keys,
     previews: PreviewsDep,
+    citizen: SignedIn,
 ) -> Response:
     """The data cockpit: every exchange about the signed-in citizen, with proofs for the browser."""
-    citizen = session.current(request)
     if citizen is None:
         lead = "Melden Sie sich an, um zu sehen, welche Nachweise über Sie übermittelt wurden."
-        return _signin_needed(request, access, "/citizen", lead)
+        return _signin_needed(access, "/citizen", lead)
     registry = deps.registry.get()
     with db.read() as db_session:
         view = service.cockpit(
@@ -174,16 +195,15 @@ def cockpit(
             keys=keys.checkpoint_public_keys(),
             preview_path=previews.path,
         )
-        body = pages.cockpit_page(view, registry, session.csrf_token(request), frame(request, access.development))
+        body = pages.cockpit_page(view, registry, session.csrf_token(request), frame(request, access, citizen))
     return page(body, scripts=True)
 
 
 @router.get("/export.json")
-def export(request: Request, access: CitizenAccessDep, db: Db, deps: Exchanges, keys: Keys) -> Response:
+def export(access: CitizenAccessDep, db: Db, deps: Exchanges, keys: Keys, citizen: SignedIn) -> Response:
     """The citizen's copy of their log entries with inclusion proofs (Art. 15 GDPR)."""
-    citizen = session.current(request)
     if citizen is None:
-        return _signin_needed(request, access, "/citizen", "Melden Sie sich an, um Ihre Einträge herunterzuladen.")
+        return _signin_needed(access, "/citizen", "Melden Sie sich an, um Ihre Einträge herunterzuladen.")
     with db.read() as db_session:
         data = service.export(
             db_session, citizen, deps.registry.get(), deps.clock.now(), keys=keys.checkpoint_public_keys()
@@ -214,12 +234,10 @@ def static_file(name: str) -> Response:
 # --- consents -------------------------------------------------------------------------------
 
 
-def _consent_gate(request: Request, access: CitizenAccessDep, consent_id: str) -> Citizen | Response:
-    """The signed-in citizen, or the page to show instead (sign in; not found)."""
-    citizen = session.current(request)
+def _consent_gate(access: CitizenAccessDep, citizen: Citizen | None, consent_id: str) -> Citizen | Response:
+    """The signed-in citizen, or the page to show instead (sign in)."""
     if citizen is None:
         return _signin_needed(
-            request,
             access,
             f"/citizen/consents/{consent_id}" if _UUID.match(consent_id) else "/citizen",
             "Melden Sie sich an, um über die Einwilligung zu entscheiden.",
@@ -227,43 +245,54 @@ def _consent_gate(request: Request, access: CitizenAccessDep, consent_id: str) -
     return citizen
 
 
-def _consent_refused(request: Request, access: CitizenAccessDep, reason: str, status: int) -> Response:
+def _consent_refused(
+    request: Request, access: CitizenAccessDep, citizen: Citizen, reason: str, status: int
+) -> Response:
     log.info("citizen_consent_refused", reason=reason)
     again = login_href(request.url.path) if reason in ("citizen.reauthenticate", "citizen.assurance_too_low") else None
-    return page(pages.refused_page(reason, frame(request, access.development), login_href=again), status)
+    return page(pages.refused_page(reason, frame(request, access, citizen), login_href=again), status)
 
 
-def _form_gate(request: Request, access: CitizenAccessDep, consent_id: str, csrf: str | None) -> Citizen | Response:
+def _form_gate(
+    request: Request, access: CitizenAccessDep, citizen: Citizen | None, consent_id: str, csrf: str | None
+) -> Citizen | Response:
     """The signed-in citizen submitting a consent form with the session's CSRF token, or the page instead."""
-    gate = _consent_gate(request, access, consent_id)
+    gate = _consent_gate(access, citizen, consent_id)
     if isinstance(gate, Response) or session.csrf_valid(request, csrf):
         return gate
-    return page(pages.refused_page("citizen.csrf", frame(request, access.development)), 403)
+    return page(pages.refused_page("citizen.csrf", frame(request, access, gate)), 403)
 
 
 def _consent_view(
-    request: Request, access: CitizenAccessDep, deps: Exchanges, db_session: Session, consent: Consent, notice: str = ""
+    request: Request,
+    access: CitizenAccessDep,
+    citizen: Citizen,
+    deps: Exchanges,
+    db_session: Session,
+    consent: Consent,
+    notice: str = "",
 ) -> Response:
     requester = consents.requester_name(db_session, consent)
     csrf = session.csrf_token(request)
     view = pages.consent_page(
-        consent, requester, deps.registry.get(), csrf, frame(request, access.development), notice=notice
+        consent, requester, deps.registry.get(), csrf, frame(request, access, citizen), notice=notice
     )
     return page(view)
 
 
 @router.get("/consents/{consent_id}")
-def consent_page(consent_id: str, request: Request, access: CitizenAccessDep, db: Db, deps: Exchanges) -> Response:
-    gate = _consent_gate(request, access, consent_id)
+def consent_page(
+    consent_id: str, request: Request, access: CitizenAccessDep, db: Db, deps: Exchanges, citizen: SignedIn
+) -> Response:
+    gate = _consent_gate(access, citizen, consent_id)
     if isinstance(gate, Response):
         return gate
     try:
         with db.read() as db_session:
-            return _consent_view(
-                request, access, deps, db_session, consents.for_citizen(db_session, consent_id, gate.pseudonyms)
-            )
-    except Problem as refusal:
-        return _consent_refused(request, access, refusal.reason, refusal.status)
+            consent = consents.for_citizen(db_session, consent_id, gate.pseudonyms)
+            return _consent_view(request, access, gate, deps, db_session, consent)
+    except Problem as refused:
+        return _consent_refused(request, access, gate, refused.reason, refused.status)
 
 
 @router.post("/consents/{consent_id}")
@@ -274,12 +303,15 @@ def decide_consent(
     db: Db,
     deps: Exchanges,
     signer: ConsentSignerDep,
+    citizen: SignedIn,
     decision: Annotated[str, Form(pattern="^(grant|decline)$")],
     csrf: Annotated[str | None, Form(max_length=100)] = None,
 ) -> Response:
     """Grant or decline: as for a preview, only the subject, recently signed in at the level the
-    consent's evidence types need, decides."""
-    gate = _form_gate(request, access, consent_id, csrf)
+    consent's evidence types need, decides. Asked by name, a consent cannot be checked against
+    an IDNr yet: the grant is bound to the IDNr of the citizen's sign-in instead, and evidence
+    about anyone else is never delivered on it (``broker.exchange.service``)."""
+    gate = _form_gate(request, access, citizen, consent_id, csrf)
     if isinstance(gate, Response):
         return gate
     now = deps.clock.now()
@@ -287,14 +319,16 @@ def decide_consent(
         with db.unit_of_work() as db_session:
             asked = consents.for_citizen(db_session, consent_id, gate.pseudonyms)
             required = service.required_level(deps.registry.get(), asked.evidence_types)
-            reason = refusal(gate, asked.subject_pseudonym, required, now, access.max_auth_age)
+            reason = refusal(gate, asked.subject_pseudonym, None, required, now, access.max_auth_age, confirmed=False)
             if reason is not None:
-                return _consent_refused(request, access, reason, 403)
-            consent = consents.decide(db_session, consent_id, gate.pseudonyms, decision == "grant", now, signer)
+                return _consent_refused(request, access, gate, reason, 403)
+            consent = consents.decide(
+                db_session, consent_id, gate.pseudonyms, decision == "grant", now, signer, gate.idnr_pseudonym
+            )
             notice = "Sie haben eingewilligt." if consent.state == "granted" else "Sie haben abgelehnt."
-            return _consent_view(request, access, deps, db_session, consent, notice)
+            return _consent_view(request, access, gate, deps, db_session, consent, notice)
     except Problem as refused:
-        return _consent_refused(request, access, refused.reason, refused.status)
+        return _consent_refused(request, access, gate, refused.reason, refused.status)
 
 
 @router.post("/consents/{consent_id}/revoke")
@@ -304,34 +338,37 @@ def revoke_consent(
     access: CitizenAccessDep,
     db: Db,
     deps: Exchanges,
+    citizen: SignedIn,
     csrf: Annotated[str | None, Form(max_length=100)] = None,
 ) -> Response:
     """Revoking needs no fresh sign-in: it only ever takes a permission away."""
-    gate = _form_gate(request, access, consent_id, csrf)
+    gate = _form_gate(request, access, citizen, consent_id, csrf)
     if isinstance(gate, Response):
         return gate
     try:
         with db.unit_of_work() as db_session:
             consent = consents.revoke_by_citizen(db_session, consent_id, gate.pseudonyms, deps.clock.now())
             notice = "Sie haben die Einwilligung widerrufen. Sie gilt ab sofort nicht mehr."
-            return _consent_view(request, access, deps, db_session, consent, notice)
+            return _consent_view(request, access, gate, deps, db_session, consent, notice)
     except Problem as refused:
-        return _consent_refused(request, access, refused.reason, refused.status)
+        return _consent_refused(request, access, gate, refused.reason, refused.status)
 
 
 @router.get("/consents/{consent_id}/artefact")
-def consent_artefact(consent_id: str, request: Request, access: CitizenAccessDep, db: Db) -> Response:
+def consent_artefact(
+    consent_id: str, request: Request, access: CitizenAccessDep, db: Db, citizen: SignedIn
+) -> Response:
     """The signed consent (compact JWS) for the citizen to keep; ``broker consent verify`` checks it."""
-    gate = _consent_gate(request, access, consent_id)
+    gate = _consent_gate(access, citizen, consent_id)
     if isinstance(gate, Response):
         return gate
     try:
         with db.read() as db_session:
             consent = consents.for_citizen(db_session, consent_id, gate.pseudonyms)
     except Problem as refused:
-        return _consent_refused(request, access, refused.reason, refused.status)
+        return _consent_refused(request, access, gate, refused.reason, refused.status)
     if consent.artefact is None:
-        return page(pages.refused_page("consent.not_granted", frame(request, access.development)), 404)
+        return page(pages.refused_page("consent.not_granted", frame(request, access, gate)), 404)
     return Response(
         consent.artefact,
         media_type="application/jose",

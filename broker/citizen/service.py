@@ -18,20 +18,27 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
+from starlette.requests import Request
 
 from broker.audit import proofs
 from broker.audit import repository as log
-from broker.citizen.identity import Citizen, refusal
+from broker.citizen import repository
+from broker.citizen import session as cookie
+from broker.citizen.identity import CLOCK_SKEW, Citizen, refusal
 from broker.clients import repository as clients
 from broker.clock import as_utc
 from broker.db.models import Consent, Exchange
+from broker.db.session import Database
 from broker.exchange import lifecycle
 from broker.exchange import repository as exchanges
 from broker.exchange.lifecycle import State
 from broker.keys.jwk import public_jwk
 from broker.keys.store import CheckpointPublicKey
+from broker.logging import get_logger
 from broker.registry.schemas import ASSURANCE_LEVELS, AssuranceLevel
 from broker.registry.service import RegistrySnapshot
+
+log_app = get_logger(__name__)
 
 # More than any one person's exchanges for years; the page and the download stay bounded.
 MAX_EXCHANGES = 500
@@ -67,11 +74,13 @@ class Cockpit:
         return [row for row in self.exchanges if row.preview_path is not None]
 
 
-def _disclosed(exchange: Exchange, registry: RegistrySnapshot, now: datetime) -> bool:
-    """Whether the law lets the cockpit show this exchange now (the legal basis's delay)."""
-    basis = registry.legal_basis(exchange.legal_basis) if exchange.legal_basis else None
-    delay = basis.disclosure_delay_days if basis is not None else None
-    return delay is None or now >= as_utc(exchange.created_at) + timedelta(days=delay)
+def _withheld_since(registry: RegistrySnapshot, now: datetime) -> dict[str, datetime]:
+    """Legal basis id → the moment after which its exchanges are still withheld from the subject."""
+    return {
+        basis.id: now - timedelta(days=basis.disclosure_delay_days)
+        for basis in registry.legal_bases.values()
+        if basis.disclosure_delay_days is not None
+    }
 
 
 def _basis_text(exchange: Exchange, registry: RegistrySnapshot) -> str:
@@ -139,24 +148,29 @@ def _proof_data(
 @dataclass(frozen=True)
 class _Found:
     exchanges: list[Exchange]
-    # (log index, exchange id, body) of the disclosed entries, newest first.
+    # (log index, exchange id, body) of the entries the citizen may see, newest first.
     entries: list[tuple[int, str | None, bytes]]
 
 
 def _find(session: Session, citizen: Citizen, registry: RegistrySnapshot, now: datetime) -> _Found:
-    shown: list[Exchange] = []
-    withheld_ids: set[str] = set()
-    for exchange in exchanges.of_subjects(session, citizen.pseudonyms, MAX_EXCHANGES):
-        if _disclosed(exchange, registry, now):
-            shown.append(exchange)
-        else:
-            withheld_ids.add(exchange.id)
+    """The citizen's exchanges and log entries, without what they may not see: exchanges the law
+    still withholds, and a namesake's (:meth:`Citizen.is_subject`). What to hide is decided over
+    all their exchanges, not only those the page lists."""
+    namesake = (
+        (citizen.name_pseudonym, citizen.idnr_pseudonym)
+        if citizen.name_pseudonym is not None and citizen.idnr_pseudonym is not None
+        else None
+    )
+    hidden = exchanges.hidden_from_subject(
+        session, citizen.pseudonyms, withheld_since=_withheld_since(registry, now), namesake=namesake
+    )
+    shown = [e for e in exchanges.of_subjects(session, citizen.pseudonyms, MAX_EXCHANGES) if e.id not in hidden]
     latest = log.latest_checkpoint(session)
     upto = latest.tree_size if latest is not None else 0
     entries = [
         entry
         for entry in log.subjects_entries(session, citizen.pseudonyms, upto=upto, limit=MAX_ENTRIES)
-        if entry[1] not in withheld_ids
+        if entry[1] not in hidden
     ]
     return _Found(shown, entries)
 
@@ -221,6 +235,29 @@ def export(
     }
 
 
+def current_citizen(request: Request, database: Database, now: datetime, lifetime: timedelta) -> Citizen | None:
+    """The signed-in citizen of this request: the session cookie's, unless the session is older
+    than ``lifetime`` (counted from the sign-in, however often the cookie was re-signed since),
+    claims to start in the future, or was signed out (which ends every copy of the cookie)."""
+    citizen = cookie.current(request)
+    if citizen is None or citizen.signed_in_at is None:
+        return None
+    age = now - citizen.signed_in_at
+    if age > lifetime or age < -CLOCK_SKEW:
+        return None
+    with database.read() as session:
+        if repository.is_signed_out(session, citizen.session_id):
+            return None
+    return citizen
+
+
+def sign_out(session: Session, citizen: Citizen, now: datetime, lifetime: timedelta) -> None:
+    """End the citizen's session everywhere: its id stays signed out until it would have ended."""
+    repository.purge_sign_outs(session, now)
+    started = citizen.signed_in_at or now
+    repository.record_sign_out(session, citizen.session_id, started + lifetime)
+
+
 def required_level(registry: RegistrySnapshot, evidence_types: Sequence[str]) -> AssuranceLevel:
     """The level of assurance a decision about these evidence types needs: the highest of theirs
     (a type the registry no longer knows needs the highest)."""
@@ -239,13 +276,20 @@ def access_refusal(
     max_age: timedelta,
 ) -> str | None:
     """Why ``citizen`` may not see or decide about this exchange's evidence (a reason code), or
-    None: they must be its subject, at or above its evidence type's level of assurance, and
-    authenticated recently enough. A refusal other than "sign in again" is recorded in the log,
-    with no more than its reason (a stranger's pseudonym is nobody's business in this exchange's
-    log); the caller commits it."""
+    None: they must be its subject (by the IDNr the evidence states, where their sign-in states
+    one), at or above its evidence type's level of assurance, and authenticated recently enough.
+
+    A refusal other than "sign in again" is recorded in the log, once per exchange and reason
+    (however often it is tried, so that nobody can flood the subject's log), with no more than
+    its reason: a stranger's pseudonym is nobody's business in this exchange's log. The
+    application log notes every attempt. The caller commits.
+    """
     required = required_level(registry, [exchange.evidence_type_id or ""])
-    reason = refusal(citizen, exchange.subject_pseudonym, required, now, max_age)
-    if reason is not None and reason != "citizen.reauthenticate":
+    reason = refusal(citizen, exchange.subject_pseudonym, exchange.subject_idnr_pseudonym, required, now, max_age)
+    if reason is None or reason == "citizen.reauthenticate":
+        return reason
+    log_app.info("preview_refused", exchange=exchange.id, reason=reason)
+    if reason not in log.step_reasons(session, exchange.id, "preview_refused"):
         lifecycle.step(
             session,
             exchange,

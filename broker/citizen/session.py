@@ -3,10 +3,13 @@
 What it holds is all the broker keeps of a sign-in: the citizen's subject pseudonyms, the level
 of assurance, when they authenticated and how (:class:`~broker.citizen.identity.Citizen`), and
 a random CSRF token that every form of the citizen's pages carries back. The cookie is
-``HttpOnly``, ``SameSite=Lax`` and ``Secure`` (browsers keep Secure cookies of http://localhost
-and 127.0.0.1 too, so development needs no exception); it is signed with a key derived from the
-broker's pseudonym secret and ends after BROKER_CITIZEN_SESSION_MINUTES. Signing out clears it;
-an OpenID Connect sign-in's claims never enter it.
+``HttpOnly``, ``SameSite=Lax``, ``Secure`` and ``__Host-`` (browsers keep such cookies of
+http://localhost and 127.0.0.1 too, so development needs no exception); it is signed with a key
+derived from the broker's pseudonym secret. It ends BROKER_CITIZEN_SESSION_MINUTES after the
+sign-in however often it is used (Starlette re-signs it on every answer, so its own expiry only
+bounds idleness), and signing out ends every copy of it: the session's id is kept as signed out
+until then (``broker.citizen.service.signed_in``). An OpenID Connect sign-in's claims never
+enter it.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from broker.citizen.identity import Citizen
 from broker.registry.schemas import assurance_level
 
-COOKIE_NAME = "broker_citizen"
+# "__Host-": the browser takes the cookie only from this very host (Secure, Path=/, no Domain),
+# so no sibling subdomain can plant a session of its own choosing.
+COOKIE_NAME = "__Host-broker_citizen"
 _CITIZEN = "citizen"
 _CSRF = "csrf"
 _NEXT = "next"
@@ -41,33 +46,52 @@ def _session(request: Request) -> dict[str, Any]:
     return session
 
 
+def _moment(value: object) -> datetime.datetime:
+    if not isinstance(value, int):
+        raise TypeError("not a timestamp")
+    return datetime.datetime.fromtimestamp(value, tz=datetime.UTC)
+
+
+def _pseudonym(value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError("not a pseudonym")
+    return value
+
+
 def current(request: Request) -> Citizen | None:
-    """The signed-in citizen, or None (also for a cookie whose content this version cannot read)."""
+    """The citizen the cookie names, or None (also for a cookie this version cannot read). Whether
+    the session is still valid (its lifetime, a sign-out) is for ``broker.citizen.service``."""
     data = _session(request).get(_CITIZEN)
     if not isinstance(data, dict):
         return None
     try:
         level = data["assurance"]
         return Citizen(
-            pseudonyms=frozenset(str(p) for p in data["pseudonyms"]),
+            idnr_pseudonym=_pseudonym(data["idnr"]),
+            name_pseudonym=_pseudonym(data["name"]),
             assurance=assurance_level(level) if isinstance(level, str) else None,
-            authenticated_at=datetime.datetime.fromtimestamp(int(data["auth_time"]), tz=datetime.UTC),
+            authenticated_at=_moment(data["auth_time"]),
             method=str(data["method"]),
+            session_id=str(data["sid"]),
+            signed_in_at=_moment(data["issued"]),
         )
     except (KeyError, TypeError, ValueError, OverflowError):
         return None
 
 
-def sign_in(request: Request, citizen: Citizen) -> None:
+def sign_in(request: Request, citizen: Citizen, now: datetime.datetime) -> None:
     """Start a new session for ``citizen``: whatever the cookie held before is dropped (a new CSRF
     token too), so nothing of an earlier visitor's session carries over."""
     wanted = _session(request).get(_NEXT)
     _session(request).clear()
     _session(request)[_CITIZEN] = {
-        "pseudonyms": sorted(citizen.pseudonyms),
+        "idnr": citizen.idnr_pseudonym,
+        "name": citizen.name_pseudonym,
         "assurance": citizen.assurance,
         "auth_time": int(citizen.authenticated_at.timestamp()),
         "method": citizen.method,
+        "sid": secrets.token_urlsafe(24),
+        "issued": int(now.timestamp()),
     }
     if isinstance(wanted, str):
         _session(request)[_NEXT] = wanted

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from adapters.protocol import Subject
-from broker.citizen.identity import ClaimMapping, ClaimsUnusable, assurance_of_acr, subject_of_claims
+from broker.citizen.identity import CLOCK_SKEW, ClaimMapping, ClaimsUnusable, assurance_of_acr, subject_of_claims
 from broker.egress import EgressPolicy, GuardedTransport
 from broker.registry.schemas import AssuranceLevel
 from broker.settings import Settings
@@ -95,6 +95,8 @@ class CitizenAccess:
     oidc: OidcSignIn | None
     # Seeing and deciding about evidence needs an authentication at most this old.
     max_auth_age: datetime.timedelta
+    # A session ends this long after the sign-in, however often it is used.
+    session_lifetime: datetime.timedelta
 
     @property
     def development(self) -> bool:
@@ -146,7 +148,7 @@ class OidcSignIn:
             raise SignInFailed("citizen.provider_unavailable", f"Identity provider unreachable: {error}") from error
         return response
 
-    async def finish(self, request: Request) -> SignedIn:
+    async def finish(self, request: Request, now: datetime.datetime) -> SignedIn:
         """The callback: the code exchanged, the ID token validated; raises :class:`SignInFailed`."""
         if request.query_params.get("error"):
             raise SignInFailed("citizen.signin_cancelled", "The identity provider did not sign the citizen in.")
@@ -170,6 +172,9 @@ class OidcSignIn:
             authenticated_at = datetime.datetime.fromtimestamp(int(claims["auth_time"]), tz=datetime.UTC)
         except (KeyError, TypeError, ValueError, OverflowError):
             raise SignInFailed("citizen.signin_invalid", "The ID token states no usable auth_time.") from None
+        if authenticated_at - now > CLOCK_SKEW:
+            # An authentication in the future would never count as old.
+            raise SignInFailed("citizen.signin_invalid", "The ID token's auth_time lies in the future.")
         try:
             subject_of_claims(claims, self.mapping)  # the claims must identify someone
         except ClaimsUnusable as unusable:

@@ -175,7 +175,7 @@ def verify(token: str, jwks: Mapping[str, Any]) -> dict[str, Any]:
     """
     try:
         signed = jws.extract_compact(token.strip().encode("ascii"), registry=_REGISTRY)
-    except (JoseError, ValueError) as error:
+    except (JoseError, ValueError, RecursionError) as error:
         raise ArtefactError(f"malformed artefact: not a compact JWS ({error})") from None
     header = signed.headers()
     if not isinstance(header, dict):
@@ -222,7 +222,7 @@ def _verification_key(jwks: Mapping[str, Any], kid: Any) -> OKPKey:
 def _claims(payload: bytes) -> dict[str, Any]:
     try:
         claims = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ArtefactError("malformed artefact: the payload is not JSON") from None
     if not isinstance(claims, dict):
         raise ArtefactError("malformed artefact: the payload is not a JSON object")

@@ -54,19 +54,37 @@ def verify_command(file: Path, jwks_file: Path | None) -> None:
     click.echo("Consent artefact valid (signed by the broker; a later revocation is known to the broker only)")
 
 
+# An artefact is a few KiB, a JWKS a few keys: anything much larger is not one (and a device
+# such as /dev/zero must not be read until memory runs out).
+MAX_ARTEFACT_BYTES = 64 * 1024
+MAX_JWKS_BYTES = 1024 * 1024
+
+
+def _bounded(file: Path, limit: int) -> bytes:
+    """The file's bytes: a regular file of at most ``limit`` bytes, or a one-line refusal."""
+    if file.exists() and not file.is_file():
+        raise click.ClickException(f"{file}: not a regular file")
+    try:
+        with file.open("rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as error:
+        raise click.ClickException(f"{file}: cannot read: {error.strerror or error}") from None
+    if len(data) > limit:
+        raise click.ClickException(f"{file}: larger than {limit} bytes; not a consent artefact or key set")
+    return data
+
+
 def _read(file: Path) -> str:
     try:
-        return file.read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError) as error:
-        raise click.ClickException(f"{file}: cannot read: {getattr(error, 'strerror', None) or error}") from None
+        return _bounded(file, MAX_ARTEFACT_BYTES).decode("ascii")
+    except UnicodeDecodeError:
+        raise click.ClickException(f"{file}: not a compact JWS (ASCII text)") from None
 
 
 def _jwks_from_file(file: Path) -> dict[str, Any]:
     try:
-        jwks = json.loads(file.read_bytes())
-    except OSError as error:
-        raise click.ClickException(f"{file}: cannot read: {error.strerror or error}") from None
-    except ValueError:
+        jwks = json.loads(_bounded(file, MAX_JWKS_BYTES))
+    except (ValueError, RecursionError):
         raise click.ClickException(f"{file}: not a JSON document") from None
     if not isinstance(jwks, dict):
         raise click.ClickException(f'{file}: not a JWKS (a JSON object with "keys")')

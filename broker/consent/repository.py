@@ -32,7 +32,14 @@ def of_subjects(session: Session, pseudonyms: Collection[str]) -> list[Consent]:
     return list(session.scalars(query))
 
 
-def decide(session: Session, consent: Consent, state: str, now: datetime, artefact: str | None) -> bool:
+def decide(
+    session: Session,
+    consent: Consent,
+    state: str,
+    now: datetime,
+    artefact: str | None,
+    citizen_idnr_pseudonym: str | None = None,
+) -> bool:
     """Move a requested, unwithdrawn consent to ``state``; False if another decision or the
     requester's withdrawal came first.
 
@@ -43,12 +50,16 @@ def decide(session: Session, consent: Consent, state: str, now: datetime, artefa
     result = session.execute(
         update(Consent)
         .where(Consent.id == consent.id, Consent.state == "requested", Consent.revoked_at.is_(None))
-        .values(state=state, decided_at=now, artefact=artefact)
+        .values(state=state, decided_at=now, artefact=artefact, citizen_idnr_pseudonym=citizen_idnr_pseudonym)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         session.refresh(consent)
         return False
     return True
+
+
+def citizen_idnr_pseudonym(session: Session, consent_id: str) -> str | None:
+    return session.scalar(select(Consent.citizen_idnr_pseudonym).where(Consent.id == consent_id))
 
 
 def revoke(session: Session, consent: Consent, now: datetime) -> bool:

@@ -166,8 +166,13 @@ def decide(
     grant: bool,
     now: datetime,
     signer: ConsentSigner,
+    citizen_idnr_pseudonym: str | None = None,
 ) -> Consent:
     """The citizen grants (signing the artefact) or declines a requested consent.
+
+    A grant is bound to the IDNr the citizen's sign-in stated (``citizen_idnr_pseudonym``):
+    evidence fetched on it must state the same IDNr (:func:`bound_idnr_pseudonym`), so that a
+    namesake's grant of a consent asked by name authorises nothing about anyone else.
 
     409 ``consent.decided`` if it was decided already (naming the state), ``consent.revoked``
     if the requester withdrew it, ``consent.expired`` for a grant after its validity ended.
@@ -178,12 +183,18 @@ def decide(
         raise Problem(409, "consent.expired", "The period this consent was asked for is over; it cannot be granted.")
     requester = clients.name_of(session, consent.requester_id)
     artefact = signer.sign(consent_claims(consent, requester, signer.issuer, now)) if grant else None
-    if not repository.decide(session, consent, GRANTED if grant else DECLINED, now, artefact):
+    bound = citizen_idnr_pseudonym if grant else None
+    if not repository.decide(session, consent, GRANTED if grant else DECLINED, now, artefact, bound):
         # Another decision (another tab, another process) or the withdrawal came first: it stands.
         _check_open(consent)
         raise _decided(consent)  # not reached: the refreshed consent is no longer open
     _log(session, "consent_granted" if grant else "consent_declined", consent, requester, CITIZEN_ACTOR, now)
     return consent
+
+
+def bound_idnr_pseudonym(session: Session, consent_id: str) -> str | None:
+    """The pseudonym of the IDNr the granting citizen's sign-in stated, if it stated one."""
+    return repository.citizen_idnr_pseudonym(session, consent_id)
 
 
 def revoke_by_citizen(session: Session, consent_id: str, pseudonyms: Collection[str], now: datetime) -> Consent:

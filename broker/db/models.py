@@ -175,6 +175,9 @@ class Exchange(Base):
     explicit_request: Mapped[bool] = mapped_column(Boolean, default=False)
     preview: Mapped[bool] = mapped_column(Boolean, default=False)
     subject_pseudonym: Mapped[str] = mapped_column(String(100), index=True)
+    # The pseudonym of the IDNr the evidence states (set when it arrives): tells apart namesakes
+    # whose exchanges were requested by name alone (``broker.citizen.identity``).
+    subject_idnr_pseudonym: Mapped[str | None] = mapped_column(String(100))
     state: Mapped[str] = mapped_column(String(20), index=True)
     # Stable reason code and HTTP status of a rejected or failed exchange.
     reason: Mapped[str | None] = mapped_column(String(100))
@@ -243,6 +246,9 @@ class Consent(Base):
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The signed grant (compact JWS) the requester receives and the citizen can download.
     artefact: Mapped[str | None] = mapped_column(Text)
+    # The pseudonym of the IDNr the granting citizen's sign-in stated: evidence fetched on this
+    # consent must state the same IDNr (a namesake's grant authorises nothing about others).
+    citizen_idnr_pseudonym: Mapped[str | None] = mapped_column(String(100))
 
 
 class Preview(Base):
@@ -256,6 +262,16 @@ class Preview(Base):
     state: Mapped[str] = mapped_column(String(20))  # pending | approved | declined | expired
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CitizenSignOut(Base):
+    """A citizen's session ended by signing out, until it would have ended anyway: the session
+    lives in a signed cookie, and a copy of the cookie must not outlive the sign-out."""
+
+    __tablename__ = "citizen_sign_outs"
+
+    session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    until: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
 # --- provenance log -------------------------------------------------------------------------

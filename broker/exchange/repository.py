@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from broker.db.models import Exchange
@@ -37,6 +37,37 @@ def of_subjects(session: Session, pseudonyms: Collection[str], limit: int) -> Se
         .order_by(Exchange.created_at.desc(), Exchange.id)
         .limit(limit)
     ).all()
+
+
+def hidden_from_subject(
+    session: Session,
+    pseudonyms: Collection[str],
+    *,
+    withheld_since: Mapping[str, datetime],
+    namesake: tuple[str, str] | None,
+) -> set[str]:
+    """Ids of the exchanges about these pseudonyms that their subject may not be shown (all of
+    them, however many): those on a legal basis in ``withheld_since`` (basis id → the moment
+    after which its exchanges are still withheld), and, for ``namesake`` = (name pseudonym, IDNr
+    pseudonym), those asked by that name whose evidence stated another IDNr."""
+    conditions = [
+        and_(Exchange.legal_basis == basis, Exchange.created_at > since) for basis, since in withheld_since.items()
+    ]
+    if namesake is not None:
+        by_name, idnr = namesake
+        conditions.append(
+            and_(
+                Exchange.subject_pseudonym == by_name,
+                Exchange.subject_idnr_pseudonym.is_not(None),
+                Exchange.subject_idnr_pseudonym != idnr,
+            )
+        )
+    if not pseudonyms or not conditions:
+        return set()
+    found = session.scalars(
+        select(Exchange.id).where(Exchange.subject_pseudonym.in_(sorted(pseudonyms)), or_(*conditions))
+    )
+    return set(found)
 
 
 def state(session: Session, exchange_id: str) -> str | None:

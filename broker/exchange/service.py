@@ -28,7 +28,7 @@ from broker.exchange import lifecycle, repository, terms
 from broker.exchange.dependencies import ExchangeDependencies
 from broker.exchange.lifecycle import State
 from broker.exchange.schemas import EvidenceRequestIn
-from broker.exchange.subject_check import differing_attribute
+from broker.exchange.subject_check import differing_attribute, stated_idnr
 from broker.logging import get_logger
 from broker.problems import Problem
 from broker.registry.schemas import ASSURANCE_LEVELS, AuthoritySpec, EvidenceTypeSpec, PurposeSpec
@@ -277,6 +277,8 @@ def conclude(
         else:
             problem = _problem_of_subject(exchange, evidence_type, root, subject)
             if problem is None:
+                problem = _problem_of_consent_subject(session, deps, exchange, evidence_type, root)
+            if problem is None:
                 if exchange.preview:
                     hold_for_preview(session, deps, exchange, requester, outcome.evidence)
                 else:
@@ -310,6 +312,31 @@ def _problem_of_subject(
         "evidence.subject_mismatch",
         f"The authority's evidence is about another person than the one requested ({attribute} differs); "
         "it was not delivered.",
+    )
+
+
+def _problem_of_consent_subject(
+    session: Session,
+    deps: ExchangeDependencies,
+    exchange: Exchange,
+    evidence_type: EvidenceTypeSpec,
+    root: etree._Element,
+) -> Problem | None:
+    """Keep the IDNr the evidence states (as a pseudonym: it tells namesakes apart in the
+    citizen's pages), and refuse evidence on a consent whose granting citizen stated another
+    IDNr (a namesake's grant of a consent asked by name). None when nothing stands against it."""
+    idnr = stated_idnr(root, evidence_type.subject) if evidence_type.subject is not None else None
+    exchange.subject_idnr_pseudonym = deps.pseudonyms.of(Subject(idnr=idnr)) if idnr else None
+    if exchange.consent_id is None:
+        return None
+    bound = consent_service.bound_idnr_pseudonym(session, exchange.consent_id)
+    if bound is None or bound == exchange.subject_idnr_pseudonym:
+        return None
+    log.warning("consent_subject_mismatch", exchange=exchange.id, consent=exchange.consent_id)
+    return Problem(
+        403,
+        "consent.subject_mismatch",
+        "The evidence is about another person than the citizen who granted the consent; it was not delivered.",
     )
 
 

@@ -43,6 +43,11 @@ def differing_attribute(root: etree._Element, paths: SubjectPaths, requested: Su
     return None
 
 
+def stated_idnr(root: etree._Element, paths: SubjectPaths) -> str | None:
+    """The IDNr the document states, where its type says it states one; None otherwise."""
+    return _stated(root, paths.idnr, paths.namespaces) if paths.idnr else None
+
+
 def _stated(root: etree._Element, path: str, namespaces: dict[str, str]) -> str | None:
     """The text the path selects: None unless it is exactly one non-empty value (a document
     naming two subjects states none)."""

@@ -18,7 +18,7 @@ from broker.citizen import pages as citizen_pages
 from broker.citizen import session as citizen_session
 from broker.citizen.layout import Frame, page
 from broker.clock import as_utc
-from broker.deps import CitizenAccessDep, Db, Exchanges
+from broker.deps import CitizenAccessDep, Db, Exchanges, SignedIn
 from broker.preview import page as preview_page
 from broker.preview import service
 from broker.problems import Problem
@@ -27,8 +27,8 @@ router = APIRouter(prefix="/preview", tags=["preview"])
 
 
 def _frame(request: Request, development: bool) -> Frame:
-    signed_in = citizen_session.current(request) is not None
-    return Frame(development=development, csrf=citizen_session.csrf_token(request) if signed_in else None)
+    """The frame of a signed-in citizen's page (with the sign-out form)."""
+    return Frame(development=development, csrf=citizen_session.csrf_token(request))
 
 
 def _login(token: str) -> str:
@@ -53,9 +53,9 @@ def show_preview(
     db: Db,
     deps: Exchanges,
     access: CitizenAccessDep,
+    citizen: SignedIn,
     returnurl: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> HTMLResponse:
-    citizen = citizen_session.current(request)
     if citizen is None:
         return _signin_needed(token, access.development)
     frame = _frame(request, access.development)
@@ -91,11 +91,11 @@ def decide_preview(
     db: Db,
     deps: Exchanges,
     access: CitizenAccessDep,
+    citizen: SignedIn,
     decision: Annotated[str, Form(pattern="^(approve|decline)$")],
     csrf: Annotated[str | None, Form(max_length=100)] = None,
     returnurl: Annotated[str | None, Form(max_length=2000)] = None,
 ) -> HTMLResponse:
-    citizen = citizen_session.current(request)
     if citizen is None:
         return _signin_needed(token, access.development, 401)
     frame = _frame(request, access.development)

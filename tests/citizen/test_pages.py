@@ -135,3 +135,61 @@ def test_the_development_sign_in_shows_its_banner(live_broker: LiveBroker) -> No
 def test_consent_pages_need_a_sign_in(live_broker: LiveBroker, path: str) -> None:
     page = httpx.get(live_broker.base_url + path, timeout=30)
     assert page.status_code == 200 and "/citizen/login" in page.text
+
+
+def _session_cookie(broker: LiveBroker, issued: float, auth_time: float) -> str:
+    """A session cookie as the broker would sign it (the test can read the broker's keys)."""
+    import base64
+    import json
+
+    import itsdangerous
+
+    from broker.citizen.session import derive_key
+    from broker.keys.store import KeyStore
+
+    secret = KeyStore(broker.keys_dir, origin="x").pseudonym_secret()
+    citizen = {
+        "idnr": None,
+        "name": "ps1:someone",
+        "assurance": "high",
+        "auth_time": int(auth_time),
+        "method": "development",
+        "sid": "forged-for-the-test",
+        "issued": int(issued),
+    }
+    data = base64.b64encode(json.dumps({"citizen": citizen}).encode())
+    return itsdangerous.TimestampSigner(derive_key(secret)).sign(data).decode()
+
+
+def test_a_session_ends_its_lifetime_after_the_sign_in_however_fresh_its_cookie(live_broker: LiveBroker) -> None:
+    now = time.time()
+    with CitizenClient(live_broker.base_url) as browser:
+        browser.cookie = _session_cookie(live_broker, issued=now - 60, auth_time=now - 60)
+        assert 'id="log-proofs"' in browser.get("/citizen").text  # a valid session
+        # Freshly signed (the cookie's own timestamp is now), but the sign-in was 31 minutes ago.
+        browser.cookie = _session_cookie(live_broker, issued=now - 31 * 60, auth_time=now - 31 * 60)
+        assert 'id="log-proofs"' not in browser.get("/citizen").text
+        # A sign-in in the future is no sign-in.
+        browser.cookie = _session_cookie(live_broker, issued=now + 3600, auth_time=now)
+        assert 'id="log-proofs"' not in browser.get("/citizen").text
+
+
+def test_signing_out_ends_every_copy_of_the_session(live_broker: LiveBroker) -> None:
+    with CitizenClient(live_broker.base_url) as browser, CitizenClient(live_broker.base_url) as thief:
+        browser.sign_in("erika")
+        page = browser.get("/citizen").text
+        thief.cookie = browser.cookie
+        assert 'id="log-proofs"' in thief.get("/citizen").text
+        assert browser.post("/citizen/logout", data={"csrf": csrf_of(page)}).status_code == 200
+        assert 'id="log-proofs"' not in thief.get("/citizen").text
+        assert "entries" not in thief.get("/citizen/export.json").text
+
+
+def test_a_next_address_with_a_line_break_leads_home(live_broker: LiveBroker) -> None:
+    with CitizenClient(live_broker.base_url) as browser:
+        form = browser.get("/citizen/dev-login")
+        answer = browser.post(
+            "/citizen/dev-login",
+            data={"citizen": "erika", "assurance": "high", "csrf": csrf_of(form.text), "next": "/citizen\n"},
+        )
+        assert answer.headers["location"] == "/citizen"

@@ -85,3 +85,11 @@ def test_what_cannot_be_checked_is_one_line_too(tmp_path: Path, artefacts: tuple
     assert not (tmp_path / "nowhere").exists()
     assert_refused(run(str(tmp_path / "missing.jws"), keys_dir=tmp_path / "keys"), "cannot read")
     assert_refused(run(str(good), "--jwks", str(not_json), keys_dir=tmp_path / "keys"), "not a JSON document")
+    # Hostile files: a device that never ends, a file far too large, a JSON nested beyond reason.
+    assert_refused(run("/dev/zero", keys_dir=tmp_path / "keys"), "not a regular file")
+    huge = tmp_path / "huge.jws"
+    huge.write_bytes(b"A" * (1024 * 1024))
+    assert_refused(run(str(huge), keys_dir=tmp_path / "keys"), "larger than")
+    nested = tmp_path / "nested.json"
+    nested.write_text("[" * 100_000, encoding="ascii")
+    assert_refused(run(str(good), "--jwks", str(nested), keys_dir=tmp_path / "keys"), "not a JSON document")

@@ -21,7 +21,7 @@ from broker.exchange.lifecycle import State
 from broker.exchange.schemas import SubjectIn
 from broker.problems import Problem
 from tests.specimen import ERIKA, ERIKA_IDNR, GEBURT, MELDE
-from tests.world import START, World
+from tests.world import START, World, erika_evidence_stating
 
 
 def pseudonym_of(world: World, subject: dict[str, str]) -> str:
@@ -335,3 +335,25 @@ def test_requests_decisions_and_revocations_are_logged_without_personal_data(wor
             assert entry["subject"] == pseudonym_of(world, ERIKA)
             text = json.dumps(entry)
             assert not any(value in text for value in (*ERIKA.values(), ERIKA_IDNR, "WoGG"))
+
+
+def test_a_grant_is_bound_to_the_idnr_of_the_citizen_who_gave_it(world: World) -> None:
+    """A consent asked by name, granted by a namesake (same names, another IDNr), authorises
+    nothing about Erika: evidence stating another IDNr than the grantor's is never delivered."""
+    namesakes_idnr = "70403624094"
+    consent_id = ask(world)  # by name
+    namesake = frozenset({pseudonym_of(world, ERIKA), pseudonym_of(world, {"idnr": namesakes_idnr})})
+    with world.database.unit_of_work() as session:
+        service.decide(
+            session,
+            consent_id,
+            namesake,
+            True,
+            world.clock.now(),
+            world.consent_signer,
+            pseudonym_of(world, {"idnr": namesakes_idnr}),
+        )
+    world.answer = erika_evidence_stating(ERIKA_IDNR)
+    assert with_consent(world, consent_id) == (State.FAILED, "consent.subject_mismatch")
+    world.answer = erika_evidence_stating(namesakes_idnr)
+    assert with_consent(world, consent_id) == (State.DELIVERED, None)

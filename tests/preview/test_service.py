@@ -12,7 +12,7 @@ from broker.exchange.lifecycle import State
 from broker.preview import service
 from broker.problems import Problem
 from tests.specimen import ERIKA, ERIKA_IDNR
-from tests.world import World
+from tests.world import World, erika_evidence_stating
 
 HOOK = "https://portal.example/hook"
 
@@ -115,3 +115,28 @@ def test_the_name_and_the_idnr_are_both_the_citizens(world: World) -> None:
     assert decide(world, world.previews.token(by_name), True, name_only) == "approved"
     by_idnr_again = world.request(preview=True, subject={"idnr": ERIKA_IDNR, **ERIKA}).exchange.id
     assert decide(world, world.previews.token(by_idnr_again), True, name_only) == "citizen.not_subject"
+
+
+NAMESAKES_IDNR = "70403624094"  # another valid IDNr: a namesake of Erika's, same names and birth date
+
+
+def test_a_namesake_neither_sees_nor_decides_evidence_asked_by_name(world: World) -> None:
+    """Asked by name alone, the evidence that comes back states whose it is: the IDNr."""
+    world.answer = erika_evidence_stating(NAMESAKES_IDNR)
+    exchange_id = world.request(preview=True).exchange.id
+    token = world.previews.token(exchange_id)
+    erika = world.citizen({"idnr": ERIKA_IDNR, **ERIKA})
+    assert decide(world, token, approve=True, citizen=erika) == "citizen.not_subject"
+    assert world.exchange(exchange_id).state == State.AWAITING_PREVIEW
+    # The one whose IDNr the evidence states decides.
+    namesake = world.citizen({"idnr": NAMESAKES_IDNR, **ERIKA})
+    assert decide(world, token, approve=True, citizen=namesake) == "approved"
+
+
+def test_repeated_refusals_are_logged_once_per_reason(world: World) -> None:
+    exchange_id, token = held(world)
+    for _ in range(5):
+        assert decide(world, token, approve=True, citizen=world.citizen(STRANGER)) == "citizen.not_subject"
+    for _ in range(3):
+        assert decide(world, token, approve=True, citizen=world.citizen(assurance="low")) == "citizen.assurance_too_low"
+    assert [e for e in world.events(exchange_id) if e[0] == "preview_refused"] == [("preview_refused", None)] * 2
