@@ -28,7 +28,8 @@ from broker.exchange.dispatch import Adapters
 from broker.exchange.sweeps import Sweeps
 from broker.keys.pseudonym import Pseudonymiser
 from broker.keys.store import KeyStore
-from broker.oots.gateway import EdmGateway
+from broker.oots.gateway import EdmGateway, Timeouts
+from broker.oots.mapping import CHANNEL as OOTS_CHANNEL
 from broker.preview.service import Previews, derive_key
 from broker.registry import repository as registry_repository
 from broker.registry.schemas import RegistryDocument
@@ -87,7 +88,13 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
 
     registry = RegistryCache(read_registry)
     evidence = EvidenceSchemas(catalogue, limits)
-    previews = Previews(derive_key(keys.pseudonym_secret()), settings.preview_ttl, clock)
+    # Previews of OOTS requests live T2 (the gateway's timeout); the JSON API's, the preview TTL.
+    previews = Previews(
+        derive_key(keys.pseudonym_secret()),
+        settings.preview_ttl,
+        clock,
+        channel_ttl={OOTS_CHANNEL: settings.oots_preview_ttl},
+    )
     # Every outbound call of the process (push calls, callbacks) goes through this one policy.
     egress = EgressPolicy.from_settings(settings)
     tls = TlsSettings(settings.push_client_cert, settings.push_client_key, settings.push_ca_bundle)
@@ -142,7 +149,17 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         previews=previews,
         exchanges=deps,
         remote=remote,
-        gateway=EdmGateway(database, deps, remote, principals, catalogue, limits, previews, settings.origin),
+        gateway=EdmGateway(
+            database,
+            deps,
+            remote,
+            principals,
+            catalogue,
+            limits,
+            previews,
+            settings.origin,
+            Timeouts(t1=settings.oots_t1_seconds, t3=settings.oots_t3_seconds),
+        ),
         exchange_slots=threading.BoundedSemaphore(settings.exchange_concurrency),
         egress=egress,
         citizen=CitizenAccess(

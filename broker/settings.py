@@ -78,6 +78,14 @@ class Settings(BaseSettings):
     evidence_retention_hours: int = 24
     # A citizen's preview (evidence held for approval) stays open this long, then the evidence is dropped.
     preview_ttl_minutes: float = 30.0
+    # The OOTS gateway's timeouts, the three phases of an evidence request with preview (README,
+    # "OOTS gateway"): T1 how long a request waits for the competent authority before it is
+    # answered EDM:ERR:0005, T2 how long the citizen's preview of an OOTS request stays open,
+    # T3 how long a request that returns with the PreviewLocation before the citizen decided
+    # is held for the decision. The Online Procedure Portal's own timeouts must exceed these.
+    oots_t1_seconds: float = Field(default=60.0, gt=0, le=3600)
+    oots_t2_seconds: float = Field(default=1800.0, gt=0, le=86400)
+    oots_t3_seconds: float = Field(default=60.0, gt=0, le=3600)
     # The broker's address as citizens and remote requesters reach it (https://…), used in the
     # links it hands out (the OOTS PreviewLocation); empty: the address each request came in on.
     public_url: str = ""
@@ -148,6 +156,10 @@ class Settings(BaseSettings):
     @property
     def preview_ttl(self) -> timedelta:
         return timedelta(minutes=self.preview_ttl_minutes)
+
+    @property
+    def oots_preview_ttl(self) -> timedelta:
+        return timedelta(seconds=self.oots_t2_seconds)
 
     @property
     def is_sqlite(self) -> bool:

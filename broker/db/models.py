@@ -63,6 +63,9 @@ class EvidenceType(Base):
     # Where its documents state the subject (registry.schemas.SubjectPaths); NULL only for a type
     # stored before migration 0004, whose evidence is then never delivered.
     subject_paths: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Its data model in the OOTS Semantic Repository (a distributions URL) and a description (OOTS).
+    data_model: Mapped[str | None] = mapped_column(String(300))
+    description: Mapped[str | None] = mapped_column(String(1000))
 
 
 class Purpose(Base):
@@ -102,6 +105,9 @@ class Authority(Base):
     timeout_seconds: Mapped[float] = mapped_column(default=5.0)
     # PEM public key the authority signs its answers with (push and pull bindings).
     public_key_pem: Mapped[str | None] = mapped_column(Text)
+    # Its OOTS agent identifier and that identifier's EAS scheme code (e.g. a Leitweg-ID, 0204).
+    oots_identifier: Mapped[str | None] = mapped_column(String(100))
+    oots_identifier_scheme: Mapped[str | None] = mapped_column(String(4))
 
 
 class Route(Base):

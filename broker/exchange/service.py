@@ -46,6 +46,9 @@ class Channel:
     external_ref: str | None = None
     # Refusals of the channel (raise Problem), checked after the broker's own, before routing.
     policy: Callable[[EvidenceTypeSpec], None] | None = None
+    # A digest of the channel's own message (the OOTS QueryRequest), folded into the request
+    # digest: a replay under the same key must then be the same message, not merely the same terms.
+    message_digest: str | None = None
 
 
 V1 = Channel()
@@ -66,10 +69,12 @@ class KeyTaken(Exception):
     the caller rolls back and runs the request again, which then replays that exchange."""
 
 
-def request_digest(deps: ExchangeDependencies, body: EvidenceRequestIn) -> str:
+def request_digest(deps: ExchangeDependencies, body: EvidenceRequestIn, message_digest: str | None = None) -> str:
     """The keyed digest of the request as sent: it tells a replay from a changed request (the
     Idempotency-Key check) and commits the log to the request without revealing its subject."""
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    terms = body.model_dump(mode="json")
+    document = terms if message_digest is None else {"request": terms, "message": message_digest}
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
     return deps.pseudonyms.request_digest(canonical.encode())
 
 
@@ -81,7 +86,7 @@ def request_evidence(
     idempotency_key: str | None,
     channel: Channel = V1,
 ) -> ExchangeResult:
-    digest = request_digest(deps, body)
+    digest = request_digest(deps, body, channel.message_digest)
     if idempotency_key is not None:
         earlier = repository.by_idempotency_key(session, principal.id, idempotency_key)
         if earlier is not None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import re
+import uuid
 from dataclasses import replace
 
+from broker.logging import get_logger
 from broker.oots import dsd, mapping
 from broker.oots.edm import UNREGISTERED_SCHEME, RequestedEvidenceType, Text
 from broker.problems import Problem
@@ -27,9 +29,17 @@ LAND_TO_NUTS1 = {land: nuts for nuts, land in NUTS1_TO_LAND.items()}
 _NUTS = re.compile(r"^DE[1-9A-G][0-9A-Z]{0,2}$")
 _ARS = re.compile(r"^[0-9]{2,12}$")
 
+log = get_logger(__name__)
+
 DETERMINATIONS = {
     "PlaceOfBirth": (Text("Place of birth", "en"), Text("Geburtsort", "de")),
     "CurrentAddress": (Text("Current address", "en"), Text("Wohnort", "de")),
+}
+# The JurisdictionContextId of each determining attribute: the rules want a UUID, so each name
+# stands for one derived from it (the same in every answer; the JurisdictionContext names it).
+CONTEXT_IDS = {
+    name: str(uuid.uuid5(uuid.NAMESPACE_URL, f"urn:once-only-broker:jurisdiction-context:{name}"))
+    for name in DETERMINATIONS
 }
 
 
@@ -66,6 +76,8 @@ def search_data_services(
     try:
         found = _data_services(registry, query_id, classification, country, admin_l2, admin_l3, origin)
     except dsd.DsdError as error:
+        # The answer carries the reason code in rs:Exception/@detail; the log keeps it as a field.
+        log.info("dsd_error_answered", code=str(error.code), reason=error.reason)
         return dsd.error_response(error)
     return dsd.query_response([found])
 
@@ -124,7 +136,8 @@ def _data_services(
             f"{len(authorities)} authorities provide this evidence type; the competent one follows from the "
             f"user's {DETERMINATIONS[context_id][0].value.lower()} (give jurisdiction-admin-l3).",
             evidence_type=replace(
-                described, determination=dsd.JurisdictionDetermination(context_id, DETERMINATIONS[context_id])
+                described,
+                determination=dsd.JurisdictionDetermination(CONTEXT_IDS[context_id], DETERMINATIONS[context_id]),
             ),
         )
     services = tuple(_access_service(registry, spec.id, a, origin) for a in authorities)
@@ -132,12 +145,16 @@ def _data_services(
 
 
 def _described(spec: EvidenceTypeSpec, classification: str) -> dsd.DataServiceEvidenceType:
+    """The type as the DSD describes it, by the identifiers and classification the rules want
+    (a UUID; the Semantic Repository's classification where the registry has one)."""
+    requested = RequestedEvidenceType(identifier=None, classification=classification)
     return dsd.DataServiceEvidenceType(
-        identifier=spec.id,
-        classification=classification,
+        identifier=mapping.data_service_identifier(spec),
+        classification=mapping.classification_of(spec, requested),
         titles=(Text(spec.title, "de"),),
-        distributions=(dsd.Distribution("application/xml", spec.namespace),),
+        distributions=mapping.offered_distributions(spec),
         assurance_level=spec.assurance_level.capitalize(),
+        descriptions=(Text(spec.description, "de"),) if spec.description else (),
     )
 
 
@@ -145,9 +162,10 @@ def _access_service(
     registry: RegistrySnapshot, evidence_type_id: str, authority: AuthoritySpec, origin: str
 ) -> dsd.AccessService:
     prefix = mapping.route_prefix(registry, evidence_type_id, authority.id)
+    identifier, scheme = mapping.oots_identity(authority)
     publisher = dsd.Publisher(
-        identifier=authority.id,
-        scheme=UNREGISTERED_SCHEME,
+        identifier=identifier,
+        scheme=scheme,
         name=Text(authority.name, "de"),
         country="DE",
         nuts=LAND_TO_NUTS1.get(prefix[:2]),

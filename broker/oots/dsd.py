@@ -8,6 +8,7 @@ are reached through ``/oots/edm``); the ``Publisher`` is the authority.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -15,6 +16,7 @@ from enum import StrEnum
 from lxml import etree
 
 from broker.oots.edm import (
+    DEFAULT_SPECIFICATION,
     FAILURE,
     RIM_NS,
     RS_NS,
@@ -23,18 +25,24 @@ from broker.oots.edm import (
     SEVERITY_ERROR,
     SUCCESS,
     XSI_NS,
+    Distribution,
     Text,
     add_any_slot,
-    add_string_slot,
+    exception_detail,
+    language_code,
     new_response,
+    qualified_scheme,
     serialise,
     sub,
 )
 
 QUERY_ID = "urn:fdc:oots:dsd:ebxml-regrep:queries:dataservices-by-evidencetype-and-jurisdiction"
-# The exchange profile the gateway speaks, as the DSD names it.
-ACCESS_SERVICE_CONFORMS_TO = "oots:edm-v1.0"
-LAU_LEVEL = "https://sr.ec.europa.eu/codelist/locationLevel/LAU"
+# The exchange profile the gateway speaks, as the DSD names it (the rules' value).
+# The EDM version a data service's access service speaks (R-DSD-RESP-C015 wants its identifier).
+ACCESS_SERVICE_CONFORMS_TO = DEFAULT_SPECIFICATION
+# Code list "JurisdictionLevel" (Country, NUTS1, NUTS2, NUTS3, LAU): competence follows a
+# Gemeinde or Kreis, a local administrative unit.
+LAU_LEVEL = "LAU"
 
 
 class DsdCode(StrEnum):
@@ -55,7 +63,7 @@ class DsdCode(StrEnum):
 @dataclass(frozen=True)
 class Publisher:
     identifier: str
-    scheme: str
+    scheme: str  # an EAS code or URN (written as the rules want it), or the unregistered scheme
     name: Text
     country: str  # ISO 3166 alpha-2
     nuts: str | None  # NUTS code of the area served (AdminUnitLevel2)
@@ -74,26 +82,21 @@ class AccessService:
 class JurisdictionDetermination:
     """Which attribute of the user decides the competent provider, and at what level."""
 
-    context_id: str
+    context_id: str  # a UUID (the rules' form), standing for the attribute named in ``contexts``
     contexts: tuple[Text, ...]
     level: str = LAU_LEVEL
 
 
 @dataclass(frozen=True)
-class Distribution:
-    media_type: str
-    conforms_to: str | None = None
-
-
-@dataclass(frozen=True)
 class DataServiceEvidenceType:
-    identifier: str
-    classification: str
+    identifier: str  # a UUID (the rules' form)
+    classification: str  # the Semantic Repository's evidence type classification URL
     titles: tuple[Text, ...]
     distributions: tuple[Distribution, ...]
     access_services: tuple[AccessService, ...] = ()
     assurance_level: str | None = None  # eIDAS: Low | Substantial | High
     determination: JurisdictionDetermination | None = None
+    descriptions: tuple[Text, ...] = ()
 
 
 @dataclass
@@ -113,7 +116,9 @@ def query_response(found: Sequence[DataServiceEvidenceType]) -> bytes:
     root.set("totalResultCount", str(len(found)))
     objects = sub(root, RIM_NS, "RegistryObjectList")
     for index, item in enumerate(found):
-        registry_object = sub(objects, RIM_NS, "RegistryObject", id=f"{item.identifier}#{index}")
+        # A UUID URN derived from the entry, so the same entry keeps its id from answer to answer.
+        object_id = uuid.uuid5(uuid.NAMESPACE_URL, f"urn:uuid:{item.identifier}#{index}")
+        registry_object = sub(objects, RIM_NS, "RegistryObject", id=f"urn:uuid:{object_id}")
         _add_evidence_type(add_any_slot(registry_object, "DataServiceEvidenceType"), item)
     return serialise(root)
 
@@ -123,7 +128,9 @@ def error_response(error: DsdError) -> bytes:
     severity = SEVERITY_ADDITIONAL_INPUT if error.code is DsdCode.ADDITIONAL_INPUT else SEVERITY_ERROR
     exception = sub(root, RS_NS, "Exception", severity=severity, message=error.message[:1024], code=error.code)
     exception.set(f"{{{XSI_NS}}}type", error.code.exception_type)
-    add_string_slot(exception, "Reason", error.reason)
+    # The reason code goes in the detail: the rules allow no slot of the broker's own (DSD:ERR:0005
+    # only JurisdictionDetermination, UserRequestedClassificationConcepts, DataServiceEvidenceType).
+    exception.set("detail", exception_detail(error.reason))
     if error.evidence_type is not None:
         # The determination goes in its own slot, where requesters look for what to ask the user.
         determination = error.evidence_type.determination
@@ -140,7 +147,9 @@ def _add_evidence_type(parent: etree._Element, item: DataServiceEvidenceType) ->
     sub(element, SDG_NS, "Identifier", item.identifier)
     sub(element, SDG_NS, "EvidenceTypeClassification", item.classification)
     for title in item.titles:
-        sub(element, SDG_NS, "Title", title.value, lang=title.lang)
+        sub(element, SDG_NS, "Title", title.value, lang=language_code(title.lang))
+    for description in item.descriptions:
+        sub(element, SDG_NS, "Description", description.value, lang=language_code(description.lang))
     for distribution in item.distributions:
         distributed = sub(element, SDG_NS, "DistributedAs")
         sub(distributed, SDG_NS, "Format", distribution.media_type)
@@ -148,7 +157,7 @@ def _add_evidence_type(parent: etree._Element, item: DataServiceEvidenceType) ->
             sub(distributed, SDG_NS, "ConformsTo", distribution.conforms_to)
     for service in item.access_services:
         access = sub(element, SDG_NS, "AccessService")
-        sub(access, SDG_NS, "Identifier", service.identifier, schemeID=service.scheme)
+        sub(access, SDG_NS, "Identifier", service.identifier, schemeID=qualified_scheme(service.scheme))
         sub(access, SDG_NS, "ConformsTo", service.conforms_to)
         _add_publisher(access, service.publisher)
     if item.assurance_level:
@@ -159,8 +168,8 @@ def _add_evidence_type(parent: etree._Element, item: DataServiceEvidenceType) ->
 
 def _add_publisher(parent: etree._Element, publisher: Publisher) -> None:
     element = sub(parent, SDG_NS, "Publisher")
-    sub(element, SDG_NS, "Identifier", publisher.identifier, schemeID=publisher.scheme)
-    sub(element, SDG_NS, "Name", publisher.name.value, lang=publisher.name.lang)
+    sub(element, SDG_NS, "Identifier", publisher.identifier, schemeID=qualified_scheme(publisher.scheme))
+    sub(element, SDG_NS, "Name", publisher.name.value, lang=language_code(publisher.name.lang))
     address = sub(element, SDG_NS, "Address")
     sub(address, SDG_NS, "AdminUnitLevel1", publisher.country)
     if publisher.nuts:
@@ -177,5 +186,5 @@ def _add_determination(parent: etree._Element, determination: JurisdictionDeterm
     element = sub(parent, SDG_NS, "EvidenceProviderJurisdictionDetermination")
     sub(element, SDG_NS, "JurisdictionContextId", determination.context_id)
     for context in determination.contexts:
-        sub(element, SDG_NS, "JurisdictionContext", context.value, lang=context.lang)
+        sub(element, SDG_NS, "JurisdictionContext", context.value, lang=language_code(context.lang))
     sub(element, SDG_NS, "JurisdictionLevel", determination.level)

@@ -4,8 +4,9 @@ authority, assurance levels, and the EDM error code of every refusal.
 Which authority is competent (the broker routes by Regionalschlüssel, an OOTS request carries
 none) is decided in this order:
 
-1. the request's ``EvidenceProvider`` names one of the registry's authorities (its identifier
-   is the authority id, as the broker's Data Service Directory publishes it): that one;
+1. the request's ``EvidenceProvider`` names one of the registry's authorities (by its OOTS
+   identifier and scheme, as the broker's Data Service Directory publishes it, or by its
+   registry id): that one;
 2. only one authority holds the evidence type: that one (plain routing without jurisdiction);
 3. the person's place attribute that decides competence for the register kind — the place of
    birth for a Standesamt, the current address for Melde- and Gewerberegister (the same
@@ -22,19 +23,25 @@ off chance that they hold it.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from pydantic import ValidationError
 
 from adapters.identity import idnr_of_person_identifier, name_key
 from broker.exchange.schemas import EvidenceRequestIn, SubjectIn
 from broker.oots.edm import (
+    UNREGISTERED_SCHEME,
     Agent,
+    Distribution,
     EdmCode,
     EdmError,
     EvidenceRequest,
     NaturalPerson,
     RequestedEvidenceType,
+    normalise_scheme,
+    qualified_scheme,
 )
 from broker.problems import Problem
 from broker.registry.schemas import ASSURANCE_LEVELS, AuthoritySpec, EvidenceTypeSpec
@@ -54,20 +61,23 @@ DETERMINING_ATTRIBUTE = {
     "gewerberegister": "CurrentAddress",
 }
 
-# Stable reason codes (prefixes) → EDM error code; the first match wins.
+# Stable reason codes (prefixes) → EDM error code; the first match wins. The business rules keep
+# EDM:ERR:0002 (rs:AuthorizationExceptionType) for the preview alone (R-EDM-ERR-C015: never with
+# severity Error): every other refusal of the requester is a failed authentication (0001).
 _CODES: tuple[tuple[str, EdmCode], ...] = (
-    ("auth.wrong_role", EdmCode.AUTHORIZATION),
     ("auth.", EdmCode.AUTHENTICATION),
     ("oots.assurance_insufficient", EdmCode.AUTHENTICATION),
-    ("oots.requester_", EdmCode.AUTHORIZATION),
-    ("policy.", EdmCode.AUTHORIZATION),
-    ("consent.", EdmCode.AUTHORIZATION),
+    ("oots.requester_", EdmCode.AUTHENTICATION),
+    ("policy.", EdmCode.AUTHENTICATION),
+    ("consent.", EdmCode.AUTHENTICATION),
+    ("preview.required", EdmCode.AUTHORIZATION),
     ("preview.expired", EdmCode.TIMEOUT),
-    ("preview.unavailable", EdmCode.UNSUPPORTED),
-    ("preview.", EdmCode.AUTHORIZATION),
+    ("preview.pending", EdmCode.TIMEOUT),
+    # The type needs a preview the requester cannot offer, or the broker cannot hold one.
+    ("preview.", EdmCode.UNSUPPORTED),
     ("evidence_type.unknown", EdmCode.NOT_FOUND),
     ("purpose.unknown", EdmCode.INVALID_REQUEST),
-    ("legal_basis.not_applicable", EdmCode.AUTHORIZATION),
+    ("legal_basis.not_applicable", EdmCode.INVALID_REQUEST),
     ("route.not_found", EdmCode.NOT_FOUND),
     ("subject.", EdmCode.NOT_FOUND),
     ("evidence.expired", EdmCode.NOT_FOUND),
@@ -112,14 +122,116 @@ def evidence_type_for(registry: RegistrySnapshot, requested: RequestedEvidenceTy
 
 
 def classification_of(spec: EvidenceTypeSpec, requested: RequestedEvidenceType | None = None) -> str:
-    """The OOTS classification to name the type by: the request's, else the first the registry maps."""
-    if requested is not None and requested.classification:
-        return requested.classification
+    """The OOTS classification to name the type by. The rules want the Semantic Repository's
+    (``https://sr.oots.tech.europa.eu/evidencetypeclassifications/CC/UUID``): the request's if it
+    is one of the type's, else the type's first; a type the registry maps to none is named by
+    the request's classification, else the first the registry maps."""
+    asked = requested.classification if requested is not None else None
+    in_repository = [c for c in spec.oots_classifications if _SR_CLASSIFICATION.match(c)]
+    if in_repository:
+        return asked if asked in in_repository else in_repository[0]
+    if asked:
+        return asked
     names = [c for c in spec.oots_classifications if not _UUID.match(c)]
     return names[0] if names else spec.id
 
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_SR_CLASSIFICATION = re.compile(
+    r"^https://sr\.oots\.tech\.europa\.eu/evidencetypeclassifications/[A-Za-z]{2}/"
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
+
+
+def data_service_identifier(spec: EvidenceTypeSpec) -> str:
+    """The type's DataServiceEvidenceType identifier, a UUID as the rules want: the first UUID
+    among its OOTS classifications (requests name the type by it), else one derived from its id."""
+    registered = [c for c in spec.oots_classifications if _UUID.match(c)]
+    return registered[0].lower() if registered else str(uuid.uuid5(uuid.NAMESPACE_URL, spec.id))
+
+
+# --- distributions (DistributedAs) ------------------------------------------------------------
+
+XML = "application/xml"
+PDF = "application/pdf"
+
+
+def offered_distributions(spec: EvidenceTypeSpec) -> tuple[Distribution, ...]:
+    """The forms the broker delivers a type's evidence in: the authority's XML document (sealed),
+    conforming to the type's own schema, and its human-readable version as a PDF, which the
+    broker renders from that document, so every type offers it without a registry field. The
+    Data Service Directory should publish the same list as the type's DistributedAs."""
+    # The data model as the rules want it named (the Semantic Repository's), where the registry has it.
+    return (Distribution(XML, spec.data_model or spec.namespace), Distribution(PDF))
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One document of an evidence response: its form, and whether it is the human-readable
+    version that accompanies a structured one."""
+
+    distribution: Distribution
+    human_readable: bool = False
+
+
+def _offers(spec: EvidenceTypeSpec, offered: Distribution, asked: Distribution) -> bool:
+    """Whether a requested DistributedAs is this offered form: the same format; for a structured
+    form the same data model where the request names one (the Semantic Repository's, or the
+    type's own schema namespace), and no transformation (the broker makes none). A ConformsTo
+    beside an unstructured format (the EC's sample asks for application/pdf "conforming to" a
+    data model) says what the document is about, not its form: it does not keep the PDF out."""
+    if asked.media_type.strip().lower() != offered.media_type:
+        return False
+    if offered.conforms_to is None:
+        return True
+    return (not asked.conforms_to or asked.conforms_to.strip() in {offered.conforms_to, spec.namespace}) and (
+        not asked.transformation
+    )
+
+
+def delivered_distributions(spec: EvidenceTypeSpec, requested: Sequence[Distribution]) -> tuple[Delivery, ...]:
+    """What a response carries for a request's DistributedAs (its order kept). A request that
+    names none gets the XML document. The XML document always comes with its PDF: structured
+    evidence that conforms to no OOTS data model (none of the registry's types does) is to be
+    accompanied by a human-readable version (TDD, user journey step 6). Raises a Problem
+    (``oots.unsupported_distribution``, EDM:ERR:0007) when the type offers none of the forms asked for."""
+    offered = offered_distributions(spec)
+    chosen = [o for a in requested for o in offered if _offers(spec, o, a)] if requested else [offered[0]]
+    unique = list(dict.fromkeys(chosen))
+    if not unique:
+        forms = "; ".join(o.media_type + (f" conforming to {o.conforms_to}" if o.conforms_to else "") for o in offered)
+        raise Problem(
+            406,
+            "oots.unsupported_distribution",
+            f"{spec.title} is not available in the form DistributedAs asks for; this data service offers: {forms}.",
+        )
+    deliveries = [Delivery(d) for d in unique]
+    if any(d.media_type == XML for d in unique) and not any(d.media_type == PDF for d in unique):
+        deliveries.append(Delivery(Distribution(PDF), human_readable=True))
+    return tuple(deliveries)
+
+
+# --- the authority as an OOTS agent -----------------------------------------------------------
+
+
+def oots_identity(authority: AuthoritySpec) -> tuple[str, str]:
+    """The identifier and scheme OOTS messages name the authority by: its registered identifier
+    in an EAS scheme, else its registry id under the unregistered scheme."""
+    if authority.oots_identifier and authority.oots_identifier_scheme:
+        return authority.oots_identifier, qualified_scheme(authority.oots_identifier_scheme)
+    return authority.id, UNREGISTERED_SCHEME
+
+
+def names_authority(provider: Agent, authority: AuthoritySpec) -> bool:
+    """Whether a request's EvidenceProvider names the authority: by its OOTS identity (as the
+    DSD publishes it, the scheme compared by its bare code) or by its registry id."""
+    if provider.identifier == authority.id:
+        return True
+    identifier, scheme = oots_identity(authority)
+    return (
+        provider.identifier.casefold() == identifier.casefold()
+        and normalise_scheme(provider.scheme).casefold() == normalise_scheme(scheme).casefold()
+    )
 
 
 # --- the subject ------------------------------------------------------------------------------
@@ -204,6 +316,13 @@ def oots_policy(person: NaturalPerson, possibility_for_preview: bool) -> Callabl
     return check
 
 
+def matching_requester(principal_agent: str | None, requesters: Sequence[Agent]) -> Agent | None:
+    """The EvidenceRequester the calling client is registered as. The slot is a collection (an
+    intermediary platform may send for the competent authority, both named): any one of them
+    may be the client's agent."""
+    return next((r for r in requesters if requester_matches(principal_agent, r)), None)
+
+
 def requester_matches(principal_agent: str | None, requester: Agent | None) -> bool:
     """The request's EvidenceRequester is the calling client's registered agent (scheme:id)."""
     if principal_agent is None or requester is None:
@@ -252,7 +371,7 @@ def jurisdiction_for(
     authorities = serving_authorities(registry, spec.id)
     if provider is not None:
         for authority in authorities:
-            if authority.id == provider.identifier:
+            if names_authority(provider, authority):
                 return route_prefix(registry, spec.id, authority.id)
     if len(authorities) <= 1:
         return None

@@ -2,7 +2,8 @@
 
 HTTP statuses. OOTS carries outcomes as messages, so once a request is authenticated and its
 message is a schema-valid QueryRequest, every answer is **200**: the evidence
-(``multipart/related``) or a ``query:QueryResponse`` with status Failure and one
+(``multipart/related``), a ``query:QueryResponse`` with status Success and no evidence (nothing
+about the subject, or the citizen declined), or one with status Failure and one
 ``rs:Exception`` (EDM:ERR:0002…0008). Before that, the HTTP status says what was wrong with the
 transport, and the body is still an EDM error response (EDM:ERR:0003 or 0001/0002):
 
@@ -11,7 +12,11 @@ transport, and the body is still an EDM error response (EDM:ERR:0003 or 0001/000
 * 401 no or unknown bearer token (EDM:ERR:0001), 403 a client that is not a requester (0002);
 * 500 only for a fault of the broker itself (EDM:ERR:0008).
 
-The broker's stable reason code is in the exception's ``Reason`` slot either way. The order is
+An answer may take a while: a request waits up to T1 for a remote authority, and one that
+returns with a PreviewLocation before the citizen decided is held up to T3 for the decision
+(``broker.oots.gateway``); a requester's HTTP timeout must be longer than both.
+
+The broker's stable reason code leads the exception's ``detail`` either way. The order is
 media type, parse, root, authentication, schema, then the EDM content: parsing first (it is
 cheap and bounded) lets even a refusal of an unauthenticated caller echo the ``requestId``.
 A body over the configured limit announced by Content-Length is refused by the HTTP layer
@@ -47,8 +52,9 @@ def _response(answer: Answer) -> Response:
     openapi_extra={"requestBody": {"required": True, "content": EDM_CONTENT}},
     responses={
         200: {
-            "description": "Evidence (multipart/related: the QueryResponse, then the sealed evidence), "
-            "or a QueryResponse with status Failure and one rs:Exception",
+            "description": "Evidence (multipart/related: the QueryResponse, then the sealed evidence and its "
+            "PDF), a QueryResponse with status Success and no evidence, or one with status Failure and one "
+            "rs:Exception",
             "content": {"multipart/related": {}, **EDM_CONTENT},
         },
         **{

@@ -11,9 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from lxml import etree
-
 from broker.citizen.layout import Frame, document, esc, hidden_csrf
+from broker.xml.fields import fields_of
 from broker.xml.hardened import XmlIntakeError, parse_xml
 
 
@@ -31,20 +30,7 @@ def evidence_fields(evidence: bytes) -> list[tuple[str, str]]:
         root = parse_xml(evidence)
     except XmlIntakeError:
         return [("Nachweis", "(nicht darstellbar)")]
-    fields: list[tuple[str, str]] = []
-    for element in root.iter():
-        if not isinstance(element.tag, str) or element is root:
-            continue
-        text = (element.text or "").strip()
-        if not text or len(element):
-            continue
-        steps = []
-        node: etree._Element | None = element
-        while node is not None and node is not root:
-            steps.append(etree.QName(node).localname)
-            node = node.getparent()
-        fields.append((" › ".join(reversed(steps)), text))
-    return fields
+    return fields_of(root)
 
 
 def _back_link(return_url: str | None) -> str:

@@ -24,7 +24,8 @@ import hmac
 import re
 import urllib.parse
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
@@ -76,6 +77,8 @@ class Previews:
     key: bytes
     ttl: timedelta
     clock: Clock
+    # Lifetimes of previews of a channel's exchanges where it sets its own (the OOTS gateway's T2).
+    channel_ttl: Mapping[str, timedelta] = field(default_factory=dict)
 
     def token(self, exchange_id: str) -> str:
         mac = hmac.new(self.key, exchange_id.encode(), hashlib.sha256).digest()
@@ -86,7 +89,7 @@ class Previews:
 
     def open(self, session: Session, exchange: Exchange) -> datetime:
         """Open the preview of a held exchange (``ExchangeDependencies.open_preview``); returns its expiry."""
-        expires_at = self.clock.now() + self.ttl
+        expires_at = self.clock.now() + self.channel_ttl.get(exchange.channel, self.ttl)
         repository.add(
             session,
             Preview(

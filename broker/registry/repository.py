@@ -49,6 +49,8 @@ def read_document(session: Session) -> RegistryDocument:
                 assurance_level=t.assurance_level,
                 oots_classifications=list(t.oots_classifications or []),
                 preview_required=t.preview_required,
+                data_model=t.data_model,
+                description=t.description,
                 subject=SubjectPaths.model_construct(**t.subject_paths) if t.subject_paths else None,
             )
             for t in types
@@ -73,6 +75,8 @@ def read_document(session: Session) -> RegistryDocument:
                 endpoint_url=a.endpoint_url,
                 timeout_seconds=a.timeout_seconds,
                 public_key_pem=a.public_key_pem,
+                oots_identifier=a.oots_identifier,
+                oots_identifier_scheme=a.oots_identifier_scheme,
             )
             for a in authorities
         ],

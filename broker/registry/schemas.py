@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal, get_args
 
 from lxml import etree
@@ -26,6 +27,44 @@ def assurance_level(value: str) -> AssuranceLevel | None:
 ARS_LEVELS = (0, 2, 3, 5, 9, 12)
 # Ids of registry entries: requests, grants and log entries name them, so they are identifiers.
 ID_PATTERN = r"^[A-Za-z0-9._-]+$"
+
+# The schemes an authority's OOTS agent identifier may be in: codes of the code list "EAS" (CEF
+# Electronic Address Scheme, version 2022-03-04, as the OOTS rules use it) that identify German
+# public bodies. More codes of that list can be added here when an authority needs one.
+OOTS_IDENTIFIER_SCHEMES = {
+    "0060": "Data Universal Numbering System (D-U-N-S Number)",
+    "0088": "EAN Location Code (GLN)",
+    "0199": "Global legal entity identifier (GLEIF)",
+    "0203": "eDelivery Network Participant identifier",
+    "0204": "Leitweg-ID",
+    "9930": "Germany VAT number",
+}
+# A Leitweg-ID: coarse address (2 to 12 digits of the Regionalschlüssel), optional fine address
+# (up to 30 letters and digits), two check digits (ISO 7064 MOD 97-10) — the KoSIT format.
+_LEITWEG_ID = re.compile(r"^(?P<coarse>[0-9]{2,12})(?:-(?P<fine>[A-Za-z0-9]{1,30}))?-(?P<check>[0-9]{2})$")
+
+
+def leitweg_check_digits(coarse: str, fine: str = "") -> str:
+    """The two check digits of a Leitweg-ID (letters count as 10 to 35, as in an IBAN)."""
+    number = int("".join(str(int(c, 36)) for c in (coarse + fine).upper()) + "00")
+    return f"{98 - number % 97:02d}"
+
+
+def check_oots_identifier(scheme: str, identifier: str) -> None:
+    """Raises ValueError where ``identifier`` is not one of ``scheme``'s (only Leitweg-IDs are
+    checked beyond the scheme: their form and check digits)."""
+    if scheme not in OOTS_IDENTIFIER_SCHEMES:
+        raise ValueError(
+            f"oots_identifier_scheme {scheme!r} is not one of the EAS codes {sorted(OOTS_IDENTIFIER_SCHEMES)}"
+        )
+    if scheme == "0204":
+        found = _LEITWEG_ID.match(identifier)
+        if found is None:
+            raise ValueError(
+                "a Leitweg-ID (scheme 0204) is COARSE[-FINE]-CHECK: 2-12 digits, 1-30 letters/digits, 2 digits"
+            )
+        if found["check"] != leitweg_check_digits(found["coarse"], found["fine"] or ""):
+            raise ValueError(f"Leitweg-ID {identifier}: wrong check digits")
 
 
 def _well_formed_ars(value: str) -> str:
@@ -104,6 +143,13 @@ class EvidenceTypeSpec(ApiModel):
     assurance_level: AssuranceLevel = "substantial"
     oots_classifications: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(default=[], max_length=50)
     preview_required: bool = False
+    # The type's data model in the OOTS Semantic Repository, a URL under its distributions (an
+    # evidence's Distribution/ConformsTo, the DSD's DistributedAs/ConformsTo), and a description
+    # of the type (IsConformantTo/Description, the DSD's Description; German, like the title).
+    data_model: str | None = Field(
+        default=None, max_length=300, pattern=r"^https://sr\.oots\.tech\.europa\.eu/distributions/\S+$"
+    )
+    description: str | None = Field(default=None, min_length=1, max_length=1000)
     # Required on every write; None only for a type stored before the broker checked subjects
     # (its evidence is then never delivered: the broker cannot tell whom it is about).
     subject: SubjectPaths | None = None
@@ -152,6 +198,13 @@ class AuthoritySpec(ApiModel):
     endpoint_url: str | None = Field(default=None, max_length=500)
     timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     public_key_pem: Annotated[str | None, MULTILINE] = Field(default=None, max_length=2000)
+    # The authority as an OOTS agent (EvidenceProvider, the DSD's Publisher): its identifier in an
+    # EAS scheme (OOTS_IDENTIFIER_SCHEMES, e.g. its Leitweg-ID under 0204). Without one, OOTS
+    # messages name it by its id under the ebCore "unregistered" scheme.
+    oots_identifier: str | None = Field(
+        default=None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+    )
+    oots_identifier_scheme: str | None = Field(default=None, pattern=r"^[0-9A-Z]{2,4}$")
 
     @field_validator("endpoint_url")
     @classmethod
@@ -175,6 +228,17 @@ class AuthoritySpec(ApiModel):
     def _push_needs_endpoint(self) -> AuthoritySpec:
         if self.binding == "http_push" and not self.endpoint_url:
             raise ValueError(f"authority {self.id}: binding http_push needs endpoint_url")
+        return self
+
+    @model_validator(mode="after")
+    def _oots_identifier_in_its_scheme(self) -> AuthoritySpec:
+        if (self.oots_identifier is None) != (self.oots_identifier_scheme is None):
+            raise ValueError(f"authority {self.id}: oots_identifier and oots_identifier_scheme go together")
+        if self.oots_identifier is not None and self.oots_identifier_scheme is not None:
+            try:
+                check_oots_identifier(self.oots_identifier_scheme, self.oots_identifier)
+            except ValueError as invalid:
+                raise ValueError(f"authority {self.id}: {invalid}") from None
         return self
 
 
@@ -202,6 +266,15 @@ class RegistryDocument(ApiModel):
             ("purpose", [p.id for p in self.purposes]),
             ("legal basis", [b.id for b in self.legal_bases]),
             ("authority", [a.id for a in self.authorities]),
+            # An OOTS request names its EvidenceProvider by this identity: it must name one authority.
+            (
+                "OOTS agent identifier",
+                [
+                    f"{a.oots_identifier_scheme}:{a.oots_identifier}".upper()
+                    for a in self.authorities
+                    if a.oots_identifier
+                ],
+            ),
         ):
             _refuse_duplicates(section, ids)
         # A request names a purpose or legal basis by id or by its exact name or citation: no

@@ -91,20 +91,22 @@ class RemoteExchanges:
         if authority.binding == "pull":
             service.enqueue(session, query, self._deps.clock.now())
 
-    def settle(self, result: ExchangeResult) -> ExchangeResult:
-        """After the commit: start the call, wait up to the synchronous window, answer with the state."""
+    def settle(self, result: ExchangeResult, window: float | None = None) -> ExchangeResult:
+        """After the commit: start the call, wait up to the synchronous window (or ``window``, the
+        OOTS gateway's T1), answer with the state."""
         query = result.pending
         if query is None:
             return result
+        window = self._window if window is None else window
         event = self.waiters.register(query.request_id)
         try:
             authority = self._deps.registry.get().authorities[query.authority_id]
             if authority.binding == "http_push":
                 future = self._pool.submit(self._push, authority, query)
                 with contextlib.suppress(FutureTimeout):
-                    future.result(timeout=self._window)
+                    future.result(timeout=window)
             else:
-                self._wait(query.request_id, event, self._window)
+                self._wait(query.request_id, event, window)
         finally:
             self.waiters.release(query.request_id)
         with self._database.read() as session:

@@ -1,8 +1,11 @@
-"""Helpers for the OOTS gateway tests: EDM requests, an independent schema oracle, answer parsing.
+"""Helpers for the OOTS gateway tests: EDM requests, an independent oracle, answer parsing.
 
 The oracle compiles the official EDM v1 schemas from ``../shared/oots/xsd`` with lxml through
 a wrapper that imports every namespace from its local file, independently of the broker's own
 schema catalogue, so a response the broker got wrong cannot pass because of the same mistake.
+Then it runs the official OOTS business rules from ``../shared/oots/sch`` (the -S and -C files
+of the message's kind, through ``broker.xml.schematron``): an answer must break none, except
+the two :func:`accepted` names with the reason why, and a failure names the rule ids.
 
 Requests are written with prefixes other senders might use (``q``, ``r``, a default namespace
 for the SDG elements): the gateway must read them by namespace URI.
@@ -12,7 +15,9 @@ from __future__ import annotations
 
 import email
 import email.policy
+import urllib.parse
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from email.message import EmailMessage, MIMEPart
 from functools import cache
@@ -22,6 +27,7 @@ from xml.sax.saxutils import escape, quoteattr
 import httpx
 from lxml import etree
 
+from broker.xml import schematron
 from tests.conftest import SHARED_DIR
 
 QUERY = "urn:oasis:names:tc:ebxml-regrep:xsd:query:4.0"
@@ -35,10 +41,22 @@ MEDIA_TYPE = "application/x-ebrs+xml"
 GEBURT = "urn:de:nachweis:geburtsurkunde"
 MELDE = "urn:de:nachweis:meldebescheinigung"
 DK_AGENT = "0096:DK22233223"
+# The demo registry's OOTS data of the Geburtsurkunde and the Standesamt Schwerin (golden values).
+GEBURT_CLASSIFICATION = (
+    "https://sr.oots.tech.europa.eu/evidencetypeclassifications/DE/f86d3ac1-3076-5813-beba-0f8917c45da3"
+)
+GEBURT_DATA_MODEL = "https://sr.oots.tech.europa.eu/distributions/de-geburtsurkunde-1.0"
+GEBURT_DATA_SERVICE = "2af27699-f131-4411-8fdb-9e8cd4e8bded"
+SCHWERIN_LEITWEG_ID = "13004-STA-20"
 PREVIEW_REQUIRED = "urn:sr.oots.tech.europa.eu:codes:ErrorSeverity:EDMErrorResponse:PreviewRequired"
 ERROR_SEVERITY = "urn:oasis:names:tc:ebxml-regrep:ErrorSeverityType:Error"
+UNREGISTERED = "urn:oasis:names:tc:ebcore:partyid-type:unregistered"
+EAS = "urn:cef.eu:names:identifier:EAS:"
 OOTS_XSD = SHARED_DIR / "oots" / "xsd"
+OOTS_RULES = SHARED_DIR / "oots" / "sch"
 SAMPLES = SHARED_DIR / "oots" / "samples" / "exchange"
+EDM_KINDS = {schematron.MessageKind.EVIDENCE_RESPONSE, schematron.MessageKind.EVIDENCE_ERROR}
+DSD_KINDS = {schematron.MessageKind.DSD_RESPONSE, schematron.MessageKind.DSD_ERROR}
 
 _IMPORTS = (
     ("http://www.w3.org/XML/1998/namespace", "xml/xml.xsd"),
@@ -61,11 +79,50 @@ def edm_schema() -> etree.XMLSchema:
     return etree.XMLSchema(etree.fromstring(wrapper.encode(), parser, base_url=str(OOTS_XSD / "wrapper.xsd")))
 
 
-def assert_edm_valid(xml: bytes) -> etree._Element:
+def assert_edm_valid(
+    xml: bytes, *, rules: bool = True, allow: Collection[str] = (), kinds: Collection[str] = EDM_KINDS
+) -> etree._Element:
+    """The root of ``xml``, valid against the EDM v1 schemas and, with ``rules``, a message of one
+    of ``kinds`` that passes the official rules (``allow``: rule ids the caller says, and says
+    why, the message may break because of what it answers)."""
     root = etree.fromstring(xml, etree.XMLParser(resolve_entities=False, no_network=True))
     schema = edm_schema()
     assert schema.validate(root), f"not schema-valid: {schema.error_log.last_error}\n{xml[:3000]!r}"
+    if rules:
+        assert_rules_pass(xml, root, allow, kinds)
     return root
+
+
+def assert_dsd_valid(xml: bytes, *, allow: Collection[str] = ()) -> etree._Element:
+    """A Data Service Directory answer: schema-valid, and passing the DSD rules of its kind."""
+    return assert_edm_valid(xml, allow=allow, kinds=DSD_KINDS)
+
+
+def assert_rules_pass(xml: bytes, root: etree._Element, allow: Collection[str], kinds: Collection[str]) -> None:
+    verdict = schematron.check_message(xml, OOTS_RULES)
+    assert verdict.kind in kinds, f"a {verdict.kind} where one of {sorted(kinds)} was expected"
+    broken = [f for f in verdict.failures if f.blocking and f.rule_id not in allow and not accepted(f, root)]
+    assert not broken, f"breaks the OOTS rules {', '.join(sorted({f.rule_id for f in broken}))} " + (
+        f"({', '.join(verdict.rule_sets)}):\n"
+        + "\n".join(f"{f.rule_id} at {f.location}: {f.message[:300]}" for f in broken)
+        + f"\n{xml[:3000]!r}"
+    )
+
+
+def accepted(failure: schematron.Failure, root: etree._Element) -> bool:
+    """The one rule the test brokers' answers knowingly break, and only where that is why:
+
+    R-EDM-ERR-C019 wants an https:// PreviewLocation. Outside development the broker refuses to
+    start without an https public URL; the test brokers run in development on loopback http.
+    Accepted for http locations on a loopback host only.
+    """
+    exception = root.find("rs:Exception", NS)
+    if exception is None or failure.rule_id != "R-EDM-ERR-C019":
+        return False
+    location = urllib.parse.urlsplit(
+        exception.findtext("rim:Slot[@name='PreviewLocation']/rim:SlotValue/rim:Value", "", NS)
+    )
+    return location.scheme == "http" and location.hostname in ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass
@@ -75,7 +132,7 @@ class Person:
     date_of_birth: str = "1964-08-12"
     place_of_birth: str | None = "Schwerin"
     level_of_assurance: str | None = "High"
-    identifier: str | None = "DK/DE/123456"
+    identifier: str | None = "DK/DE/123456789"  # XX/YY/ and nine characters, as the rules want
     city: str | None = None  # CurrentAddress/PostCityName
 
 
@@ -90,11 +147,15 @@ class EdmRequest:
     explicit_request: bool = True
     preview_location: str | None = None
     requester: str = DK_AGENT
-    provider: str | None = None  # an authority id, with the scheme the DSD publishes
+    provider: str | None = None  # an authority id, or its identifier as the DSD publishes it …
+    provider_scheme: str = UNREGISTERED  # … with the scheme the DSD publishes
     person: Person | None = field(default_factory=Person)
     legal_person: bool = False
     classification: str = "CertificateOfBirth"
     type_identifier: str = "2af27699-f131-4411-8fdb-9e8cd4e8bded"
+    # Further EvidenceRequester agents named before ``requester`` (an intermediary platform).
+    intermediaries: tuple[str, ...] = ()
+    formats: tuple[str, ...] = ("application/xml",)  # DistributedAs/Format, in order
 
     def xml(self) -> bytes:
         def slot(name: str, value_type: str, inner: str) -> str:
@@ -126,10 +187,16 @@ class EdmRequest:
             "<Address><AdminUnitLevel1>DK</AdminUnitLevel1></Address>"
             "<Classification>ER</Classification></Agent></r:Element>"
         )
+        for other in reversed(self.intermediaries):
+            other_scheme, _, other_id = other.rpartition(":")
+            agent = (
+                f'<r:Element xsi:type="r:AnyValueType"><Agent><Identifier schemeID={quoteattr(other_scheme)}>'
+                f'{escape(other_id)}</Identifier><Name lang="en">Intermediary platform</Name></Agent></r:Element>'
+            ) + agent
         top.append(slot("EvidenceRequester", "CollectionValueType", agent))
         if self.provider is not None:
             provider = (
-                '<Agent><Identifier schemeID="urn:oasis:names:tc:ebcore:partyid-type:unregistered">'
+                f"<Agent><Identifier schemeID={quoteattr(self.provider_scheme)}>"
                 f"{escape(self.provider)}</Identifier><Name>Provider</Name></Agent>"
             )
             top.append(slot("EvidenceProvider", "AnyValueType", provider))
@@ -162,7 +229,8 @@ class EdmRequest:
             f"<DataServiceEvidenceType><Identifier>{escape(self.type_identifier)}</Identifier>"
             f"<EvidenceTypeClassification>{escape(self.classification)}</EvidenceTypeClassification>"
             '<Title lang="en">Certificate of Birth</Title>'
-            "<DistributedAs><Format>application/xml</Format></DistributedAs></DataServiceEvidenceType>"
+            + "".join(f"<DistributedAs><Format>{escape(f)}</Format></DistributedAs>" for f in self.formats)
+            + "</DataServiceEvidenceType>"
         )
         query.append(slot("EvidenceRequest", "AnyValueType", evidence))
         document = (
@@ -207,11 +275,16 @@ def slot_values(parent: etree._Element) -> dict[str, Any]:
     return values
 
 
-def failure_of(answer: httpx.Response, status: int = 200) -> Failure:
-    """The single rs:Exception of a schema-valid Failure response."""
+def reason_of(exception: etree._Element) -> str:
+    """The broker's reason code: the rs:Exception's ``detail``, up to any ": " that adds detail."""
+    return exception.get("detail", "").partition(": ")[0]
+
+
+def failure_of(answer: httpx.Response, status: int = 200, allow: Collection[str] = ()) -> Failure:
+    """The single rs:Exception of a schema-valid Failure response that passes the rules."""
     assert answer.status_code == status, (answer.status_code, answer.text[:2000])
     assert answer.headers["content-type"].startswith(MEDIA_TYPE), answer.headers["content-type"]
-    root = assert_edm_valid(answer.content)
+    root = assert_edm_valid(answer.content, allow=allow)
     assert root.tag == f"{{{QUERY}}}QueryResponse"
     assert root.get("status") == "urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:Failure"
     exceptions = root.findall("rs:Exception", NS)
@@ -221,7 +294,7 @@ def failure_of(answer: httpx.Response, status: int = 200) -> Failure:
     return Failure(
         root,
         exception.get("code", ""),
-        slot_values(exception)["Reason"],
+        reason_of(exception),
         exception.get("severity", ""),
         exception.get(f"{{{XSI}}}type", ""),
         slot_values(exception),
@@ -259,3 +332,15 @@ def evidence_of(answer: httpx.Response) -> Evidence:
     evidence_part = by_id[f"<{href[4:]}>"]
     assert evidence_part.get_content_type() == "application/xml"
     return Evidence(root, evidence_part.get_content(), evidence_part)
+
+
+def no_evidence_of(answer: httpx.Response) -> etree._Element:
+    """A success without evidence (the EC test cases TC02 and TC08): a rule-conformant
+    QueryResponse, status Success, with an empty RegistryObjectList, and no multipart."""
+    assert answer.status_code == 200, answer.text[:3000]
+    assert answer.headers["content-type"].startswith(MEDIA_TYPE), answer.headers["content-type"]
+    root = assert_edm_valid(answer.content)
+    assert root.get("status") == "urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:Success"
+    objects = root.find("rim:RegistryObjectList", NS)
+    assert objects is not None and len(objects) == 0
+    return root

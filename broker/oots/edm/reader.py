@@ -8,6 +8,7 @@ value out of its code list) is refused here as an :class:`EdmError`.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from datetime import date
 
@@ -21,6 +22,7 @@ from broker.oots.edm.vocabulary import (
     XML_NS,
     Address,
     Agent,
+    Distribution,
     EdmCode,
     EdmError,
     EvidenceRequest,
@@ -65,11 +67,12 @@ def read_request(root: etree._Element) -> EvidenceRequest:
         explicit_request_given=_boolean_slot(root, "ExplicitRequestGiven", default=False),
         preview_location=_string_slot(root, "PreviewLocation"),
         requirements=tuple(_requirements(root)),
-        requester=_agent(_slot_value(root, "EvidenceRequester")),
+        requesters=tuple(_agents(_slot_value(root, "EvidenceRequester"))),
         provider=_agent(_slot_value(root, "EvidenceProvider")),
         person=_person(_slot_value(query, "NaturalPerson")),
         legal_person=legal is not None and len(legal) > 0,
         evidence_type=_evidence_type(_slot_value(query, "EvidenceRequest")),
+        message_digest=hashlib.sha256(etree.tostring(root, method="c14n2")).hexdigest(),
     )
 
 
@@ -140,13 +143,21 @@ def _requirements(root: etree._Element) -> Iterable[Requirement]:
             yield Requirement(identifier, _multilingual(requirement, "Name"))
 
 
-def _agent(value: etree._Element | None) -> Agent | None:
+def _agents(value: etree._Element | None) -> Iterable[Agent]:
+    """Every agent of a slot: one of AnyValueType, each rim:Element of a CollectionValueType."""
     if value is None:
-        return None
+        return
+    for agent in value.iter(f"{{{SDG_NS}}}Agent"):
+        yield _read_agent(agent)
+
+
+def _agent(value: etree._Element | None) -> Agent | None:
     # AnyValueType holds the agent directly, CollectionValueType in rim:Element: find it either way.
-    agent = next(value.iter(f"{{{SDG_NS}}}Agent"), None)
-    if agent is None:
-        return None
+    agent = next(value.iter(f"{{{SDG_NS}}}Agent"), None) if value is not None else None
+    return _read_agent(agent) if agent is not None else None
+
+
+def _read_agent(agent: etree._Element) -> Agent:
     identifier = _sdg(agent, "Identifier")
     if identifier is None or not _text(identifier):
         raise _invalid("oots.agent_invalid", "An Agent has no Identifier.")
@@ -211,4 +222,12 @@ def _evidence_type(value: etree._Element | None) -> RequestedEvidenceType | None
         identifier=_sdg_text(requested, "Identifier"),
         classification=_sdg_text(requested, "EvidenceTypeClassification"),
         titles=_multilingual(requested, "Title"),
+        distributions=tuple(
+            Distribution(
+                _sdg_text(d, "Format") or "",
+                _sdg_text(d, "ConformsTo"),
+                _sdg_text(d, "Transformation"),
+            )
+            for d in requested.iterchildren(f"{{{SDG_NS}}}DistributedAs")
+        ),
     )

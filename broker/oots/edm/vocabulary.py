@@ -33,11 +33,35 @@ SEVERITY_ERROR = "urn:oasis:names:tc:ebxml-regrep:ErrorSeverityType:Error"
 SEVERITY_PREVIEW_REQUIRED = "urn:sr.oots.tech.europa.eu:codes:ErrorSeverity:EDMErrorResponse:PreviewRequired"
 SEVERITY_ADDITIONAL_INPUT = "urn:sr.oots.tech.europa.eu:codes:ErrorSeverity:DSDErrorResponse:AdditionalInput"
 
-SUPPORTED_SPECIFICATIONS = ("oots-edm:v1.0", "oots-edm:v1.1", "oots-edm:v1.2")
+
+@dataclass(frozen=True)
+class EdmVersion:
+    """An EDM version the gateway speaks: a request declaring it is answered in it.
+
+    The one place versions are decided: adding one (v1.1, v1.2, v2.0 once their schemas and
+    rules are at hand and the messages checked against them) is a row of :data:`EDM_VERSIONS`.
+    """
+
+    specification: str  # the SpecificationIdentifier value
+    schemas: str  # the official schema release its messages are checked against
+
+
+EDM_VERSIONS: tuple[EdmVersion, ...] = (EdmVersion("oots-edm:v1.0", "EDM v1.0.0"),)
+SUPPORTED_SPECIFICATIONS = tuple(v.specification for v in EDM_VERSIONS)
+# What a message that declares no supported version (or none at all) is answered in.
 DEFAULT_SPECIFICATION = SUPPORTED_SPECIFICATIONS[0]
 
+
+def edm_version(specification: str | None) -> EdmVersion | None:
+    """The supported version a SpecificationIdentifier names; None for any other."""
+    return next((v for v in EDM_VERSIONS if v.specification == specification), None)
+
+
 # Schemes an agent identifier's schemeID may be written in; the bare EAS code is what we compare.
-_SCHEME_PREFIXES = ("urn:cef.eu:names:identifier:EAS:", "urn:oasis:names:tc:ebcore:partyid-type:iso6523:")
+# The OOTS rules want an EAS code (code list "EAS", the CEF Electronic Address Scheme) written
+# behind EAS_SCHEME_PREFIX, or the ebCore "unregistered" scheme.
+EAS_SCHEME_PREFIX = "urn:cef.eu:names:identifier:EAS:"
+_SCHEME_PREFIXES = (EAS_SCHEME_PREFIX, "urn:oasis:names:tc:ebcore:partyid-type:iso6523:")
 UNREGISTERED_SCHEME = "urn:oasis:names:tc:ebcore:partyid-type:unregistered"
 
 
@@ -90,7 +114,8 @@ class EdmError(Exception):
     """A refusal or failure as an EDM error response carries it.
 
     ``reason`` is the broker's stable reason code (the same as in problem+json answers), sent
-    along in the exception's ``Reason`` slot so that callers can branch on it.
+    along as the start of the exception's ``detail`` attribute (``reason`` or ``reason: detail``)
+    so that callers can branch on it: the OOTS rules allow no slot of the broker's own there.
     """
 
     code: EdmCode
@@ -101,6 +126,9 @@ class EdmError(Exception):
 
     def __post_init__(self) -> None:
         super().__init__(f"{self.code} {self.reason}: {self.message}")
+        # The business rules keep EDM:ERR:0002 for the preview alone (R-EDM-ERR-C015).
+        if self.code is EdmCode.AUTHORIZATION and self.preview is None:
+            raise ValueError("EDM:ERR:0002 is the preview's code: it needs a PreviewRedirect")
 
     @property
     def severity(self) -> str:
@@ -157,10 +185,22 @@ class NaturalPerson:
 
 
 @dataclass(frozen=True)
+class Distribution:
+    """A form of an evidence type's documents: a media type (code list OOTSMediaTypes) and, for
+    structured ones, the data model it conforms to (``DistributedAs``, ``Distribution``)."""
+
+    media_type: str
+    conforms_to: str | None = None
+    transformation: str | None = None
+
+
+@dataclass(frozen=True)
 class RequestedEvidenceType:
     identifier: str | None
     classification: str | None
     titles: tuple[Text, ...] = ()
+    # DistributedAs: the forms the requester accepts, in its order of preference.
+    distributions: tuple[Distribution, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -180,15 +220,46 @@ class EvidenceRequest:
     explicit_request_given: bool
     preview_location: str | None
     requirements: tuple[Requirement, ...]
-    requester: Agent | None
+    # EvidenceRequester is a collection: an intermediary platform may name itself beside the
+    # competent authority it sends for. The gateway puts the one the client is registered as first.
+    requesters: tuple[Agent, ...]
     provider: Agent | None
     person: NaturalPerson | None
     legal_person: bool
     evidence_type: RequestedEvidenceType | None
+    # SHA-256 of the message's canonical form (C14N 2.0): a resend of the same request id is
+    # told from a changed request by the whole message, not only by what the exchange reads of it.
+    message_digest: str = ""
+
+    @property
+    def requester(self) -> Agent | None:
+        """The EvidenceRequester the answer names: the first (the matched one, once checked)."""
+        return self.requesters[0] if self.requesters else None
 
     @property
     def procedure_text(self) -> str | None:
         return pick_text(self.procedure)
+
+
+def exception_detail(reason: str, detail: str = "") -> str:
+    """The ``detail`` attribute of an rs:Exception: the reason code, then any detail after ``": "``."""
+    return f"{reason}: {detail}" if detail else reason
+
+
+def qualified_scheme(scheme: str | None) -> str:
+    """A schemeID as the OOTS rules want it written: an EAS code (bare, or in the ebCore iso6523
+    form) as its EAS URN, no scheme as the unregistered one, any other URN as it is."""
+    code = normalise_scheme(scheme)
+    if not code:
+        return UNREGISTERED_SCHEME
+    return code if code.lower().startswith("urn:") else EAS_SCHEME_PREFIX + code
+
+
+def language_code(lang: str | None) -> str | None:
+    """A language as the OOTS code list "LanguageCode" writes it: the primary subtag in upper
+    case ("de" and "de-DE" → "DE"); None for none."""
+    primary = (lang or "").strip().replace("_", "-").split("-", 1)[0]
+    return primary.upper() or None
 
 
 def normalise_scheme(scheme: str | None) -> str:

@@ -7,6 +7,7 @@ Outgoing documents bind the conventional prefixes (``query``, ``rim``, ``rs``, `
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,15 +24,27 @@ from broker.oots.edm.vocabulary import (
     RS_NS,
     SDG_NS,
     SUCCESS,
+    UNREGISTERED_SCHEME,
     XLINK_NS,
     XML_NS,
     XSI_NS,
     Agent,
+    EdmCode,
     EdmError,
     NaturalPerson,
     Text,
+    exception_detail,
+    language_code,
     pick_text,
+    qualified_scheme,
 )
+
+# A QueryRequest id in the form the rules want (RFC 4122 UUID URN).
+_REQUEST_ID = re.compile(r"^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
+
+# Who an error answers when the request could not be read or named no EvidenceRequester: the
+# rules want the slot in every error response, so it says "unknown" rather than going missing.
+UNKNOWN_REQUESTER = Agent("unknown", UNREGISTERED_SCHEME, (Text("Unknown evidence requester", "EN"),))
 
 
 def _q(ns: str, name: str) -> str:
@@ -64,8 +77,9 @@ def add_international_slot(parent: etree._Element, name: str, texts: Sequence[Te
     value = sub(_slot(parent, name, "InternationalStringValueType"), RIM_NS, "Value")
     for text in texts:
         localized = sub(value, RIM_NS, "LocalizedString", value=text.value[:1024])
-        if text.lang:
-            localized.set(_q(XML_NS, "lang"), text.lang)
+        lang = language_code(text.lang)
+        if lang:
+            localized.set(_q(XML_NS, "lang"), lang)
 
 
 def add_any_slot(parent: etree._Element, name: str) -> etree._Element:
@@ -73,11 +87,26 @@ def add_any_slot(parent: etree._Element, name: str) -> etree._Element:
     return _slot(parent, name, "AnyValueType")
 
 
-def add_agent(parent: etree._Element, agent: Agent, name: str = "Agent") -> etree._Element:
+def add_collection_slot(parent: etree._Element, name: str) -> etree._Element:
+    """A CollectionValueType slot with one AnyValueType element; the caller appends what it holds
+    (the rules want some slots, e.g. a response's EvidenceProvider, as collections)."""
+    element = sub(_slot(parent, name, "CollectionValueType"), RIM_NS, "Element")
+    element.set(_q(XSI_NS, "type"), "rim:AnyValueType")
+    return element
+
+
+def add_agent(
+    parent: etree._Element, agent: Agent, name: str = "Agent", *, identity_only: bool = False
+) -> etree._Element:
+    """An sdg:Agent (or ``name``): its identifier with the scheme as the rules write it, names
+    with upper-case languages, and, unless ``identity_only`` (the EvidenceRequester of a response
+    carries its Identifier and Name only), address and classification."""
     element = sub(parent, SDG_NS, name)
-    sub(element, SDG_NS, "Identifier", agent.identifier, schemeID=agent.scheme)
+    sub(element, SDG_NS, "Identifier", agent.identifier, schemeID=qualified_scheme(agent.scheme))
     for text in agent.names or (Text(agent.identifier),):
-        sub(element, SDG_NS, "Name", text.value, lang=text.lang)
+        sub(element, SDG_NS, "Name", text.value, lang=language_code(text.lang))
+    if identity_only:
+        return element
     if agent.country:
         address = sub(element, SDG_NS, "Address")
         sub(address, SDG_NS, "AdminUnitLevel1", agent.country)
@@ -110,18 +139,22 @@ def error_response(
     specification: str = DEFAULT_SPECIFICATION,
     response_id: str | None = None,
 ) -> bytes:
-    """A QueryResponse with status Failure and exactly one rs:Exception."""
+    """A QueryResponse with status Failure and exactly one rs:Exception.
+
+    An invalid request's id that is not the urn:uuid the rules want is not echoed: the rules
+    allow no requestId there, and one in another form would break them.
+    """
+    if error.code is EdmCode.INVALID_REQUEST and request_id is not None and not _REQUEST_ID.match(request_id):
+        request_id = None
     root = new_response(request_id, FAILURE, specification)
     add_string_slot(root, "EvidenceResponseIdentifier", response_id or str(uuid.uuid4()))
     add_agent(add_any_slot(root, "ErrorProvider"), error_provider)
-    if requester is not None:
-        add_agent(add_any_slot(root, "EvidenceRequester"), requester)
+    add_agent(add_any_slot(root, "EvidenceRequester"), requester or UNKNOWN_REQUESTER, identity_only=True)
     exception = sub(root, RS_NS, "Exception", severity=error.severity, message=error.message[:1024], code=error.code)
     exception.set(_q(XSI_NS, "type"), error.code.exception_type)
-    if error.detail:
-        exception.set("detail", error.detail[:4000])
+    # The reason code leads the detail: the rules allow no slot of the broker's own in rs:Exception.
+    exception.set("detail", exception_detail(error.reason, error.detail)[:4000])
     add_datetime_slot(exception, "Timestamp", now)
-    add_string_slot(exception, "Reason", error.reason)
     if error.preview is not None:
         add_string_slot(exception, "PreviewLocation", error.preview.location)
         add_international_slot(exception, "PreviewDescription", error.preview.description)
@@ -140,9 +173,13 @@ class EvidenceMetadata:
     titles: tuple[Text, ...]
     issuing_date: date
     media_type: str
-    conforms_to: str | None
+    conforms_to: str | None  # the evidence type's data model (Semantic Repository distribution)
     content_id: str  # the MIME Content-ID of the evidence part, without angle brackets
     registry_object_id: str = field(default_factory=lambda: f"urn:uuid:{uuid.uuid4()}")
+    descriptions: tuple[Text, ...] = ()  # of the evidence type (IsConformantTo/Description)
+    # RepositoryItemRef/@xlink:title where it is not the type's title: "HumanReadableVersion"
+    # marks the PDF that accompanies a structured document (EDM v1 has no element for it).
+    repository_item_title: str | None = None
 
 
 def evidence_response(
@@ -159,9 +196,8 @@ def evidence_response(
     root = new_response(request_id, SUCCESS, specification)
     add_string_slot(root, "EvidenceResponseIdentifier", response_id or str(uuid.uuid4()))
     add_datetime_slot(root, "IssueDateTime", now)
-    add_agent(add_any_slot(root, "EvidenceProvider"), provider)
-    if requester is not None:
-        add_agent(add_any_slot(root, "EvidenceRequester"), requester)
+    add_agent(add_collection_slot(root, "EvidenceProvider"), provider)
+    add_agent(add_any_slot(root, "EvidenceRequester"), requester or UNKNOWN_REQUESTER, identity_only=True)
     objects = sub(root, RIM_NS, "RegistryObjectList")
     for item in evidence:
         registry_object = sub(objects, RIM_NS, "RegistryObject", id=item.registry_object_id)
@@ -169,7 +205,8 @@ def evidence_response(
         _add_evidence_metadata(add_any_slot(registry_object, "EvidenceMetadata"), item)
         reference = sub(registry_object, RIM_NS, "RepositoryItemRef")
         reference.set(_q(XLINK_NS, "href"), f"cid:{item.content_id}")
-        reference.set(_q(XLINK_NS, "title"), pick_text(item.titles) or item.classification)
+        title = item.repository_item_title or pick_text(item.titles) or item.classification
+        reference.set(_q(XLINK_NS, "title"), title)
     return serialise(root)
 
 
@@ -181,7 +218,9 @@ def _add_evidence_metadata(parent: etree._Element, item: EvidenceMetadata) -> No
     conformant = sub(evidence, SDG_NS, "IsConformantTo")
     sub(conformant, SDG_NS, "EvidenceTypeClassification", item.classification)
     for title in item.titles:
-        sub(conformant, SDG_NS, "Title", title.value, lang=title.lang)
+        sub(conformant, SDG_NS, "Title", title.value, lang=language_code(title.lang))
+    for description in item.descriptions:
+        sub(conformant, SDG_NS, "Description", description.value, lang=language_code(description.lang))
     sub(evidence, SDG_NS, "IssuingDate", item.issuing_date.isoformat())
     distribution = sub(evidence, SDG_NS, "Distribution")
     sub(distribution, SDG_NS, "Format", item.media_type)
