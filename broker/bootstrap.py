@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from adapters.http_push import Breakers, PushTransport, TlsSettings
 from broker.audit.integrator import BackgroundIntegrator
@@ -40,6 +41,7 @@ from broker.tasks.remote import RemoteExchanges
 from broker.xml.catalogue import SchemaCatalogue
 from broker.xml.evidence import EvidenceSchemas
 from broker.xml.hardened import XmlLimits
+from broker.xml.schematron import MessageKind, RuleSet, rule_sets_for
 
 # A registry change made through one process reaches every other process within this time.
 REGISTRY_REFRESH_SECONDS = 5.0
@@ -69,6 +71,14 @@ class Container:
         """For commands that built a container without serving: stop what runs, release the database."""
         self.stop()
         self.services.database.dispose()
+
+
+def request_rules(settings: Settings) -> tuple[RuleSet, ...]:
+    """The official rules inbound EDM requests are checked against (EDM-REQ-S and -C), compiled
+    now so that a missing or broken rule file stops the start; none without BROKER_OOTS_RULES_PATH."""
+    if not settings.oots_rules_path:
+        return ()
+    return tuple(rule_sets_for(MessageKind.EVIDENCE_REQUEST, Path(settings.oots_rules_path)))
 
 
 def build(settings: Settings, clock: Clock | None = None) -> Container:
@@ -159,6 +169,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
             previews,
             settings.origin,
             Timeouts(t1=settings.oots_t1_seconds, t3=settings.oots_t3_seconds),
+            request_rules(settings),
         ),
         exchange_slots=threading.BoundedSemaphore(settings.exchange_concurrency),
         egress=egress,

@@ -1,6 +1,7 @@
 """The gateway's request path: one EDM message in, one EDM answer out. Built once at start-up.
 
-The order is media type, parse, root, authentication, schema, then the EDM content: parsing
+The order is media type, parse, root, authentication, schema, the official business rules (the
+EDM-REQ rule files, where BROKER_OOTS_RULES_PATH names them), then the EDM content: parsing
 first (it is cheap and bounded) lets even a refusal of an unauthenticated caller echo the
 ``requestId``. The HTTP statuses are explained in ``broker.oots.routes``.
 
@@ -15,8 +16,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from lxml import etree
 
 from broker.clients.auth import PrincipalCache, authenticate_header
 from broker.clients.service import Principal
@@ -37,6 +40,7 @@ from broker.problems import Problem
 from broker.tasks.remote import RemoteExchanges
 from broker.xml.catalogue import SchemaCatalogue
 from broker.xml.hardened import XmlIntakeError, XmlLimits, check_media_type, expect_root, parse_xml
+from broker.xml.schematron import RuleSet
 
 log = get_logger(__name__)
 
@@ -69,6 +73,7 @@ class EdmGateway:
         previews: Previews,
         origin: str,
         timeouts: Timeouts | None = None,
+        request_rules: Sequence[RuleSet] = (),
     ) -> None:
         self._database = database
         self._deps = deps
@@ -79,6 +84,7 @@ class EdmGateway:
         self._previews = previews
         self._origin = origin
         self._timeouts = timeouts or Timeouts()
+        self._request_rules = tuple(request_rules)
         self._held = threading.BoundedSemaphore(HELD_AT_ONCE)
 
     def too_large(self) -> Answer:
@@ -107,6 +113,8 @@ class EdmGateway:
             self._catalogue.validate(root)
         except XmlIntakeError as error:
             return self._intake_failure(error, request_id)
+        if broken := self._broken_rules(root):
+            return self._failure(broken, request_id)
         try:
             return self._exchange(principal, edm.read_request(root), public_base)
         except EdmError as error:
@@ -117,6 +125,20 @@ class EdmGateway:
                 EdmCode.PROCESSING, "internal_error", "The broker could not process the request; it has been logged."
             )
             return self._failure(fault, request_id, status=500)
+
+    def _broken_rules(self, root: etree._Element) -> EdmError | None:
+        """The refusal of a request that breaks the official business rules (EDM-REQ-S/-C, where
+        BROKER_OOTS_RULES_PATH names them): EDM:ERR:0003, naming every failed rule id."""
+        failed = sorted(
+            {failure.rule_id for rules in self._request_rules for failure in rules.check_tree(root) if failure.blocking}
+        )
+        if not failed:
+            return None
+        log.info("oots_request_rules_failed", rules=",".join(failed[:20]))
+        shown = ", ".join(failed[:20]) + (f" and {len(failed) - 20} more" if len(failed) > 20 else "")
+        return EdmError(
+            EdmCode.INVALID_REQUEST, "oots.rules_failed", f"The request breaks the OOTS business rules {shown}."
+        )
 
     def _exchange(self, principal: Principal, request: edm.EvidenceRequest, public_base: str) -> Answer:
         try:

@@ -54,6 +54,16 @@ CHANNEL = "oots"
 # by a registered purpose's id or exact name.
 LEGAL_BASIS = "eu-sdgr-14"
 
+# The OOTS code list "Procedures" (the SDGR's Annex II procedures): the rules want a request's
+# Procedure to be one of these codes (R-EDM-REQ-C003). A code stands for its procedure's name,
+# which the registry's purposes carry (here the codes of the procedures the demo evidence types
+# serve; others are read as purpose names); a request naming the purpose itself is read as before.
+SDG_PROCEDURES = {
+    "R1": "Requesting a birth certificate",
+    "S1": "Requesting proof of residence",
+    "V1": "Registering a change of address",
+}
+
 # (register kind) → the person's attribute that decides which authority is competent.
 DETERMINING_ATTRIBUTE = {
     "standesamt": "PlaceOfBirth",
@@ -272,7 +282,7 @@ def evidence_request_in(
             evidence_type=evidence_type,
             jurisdiction=jurisdiction,
             subject=subject,
-            purpose=procedure[:300],
+            purpose=SDG_PROCEDURES.get(procedure.strip(), procedure)[:300],
             legal_basis=LEGAL_BASIS,
             explicit_request=request.explicit_request_given,
             preview=request.possibility_for_preview,

@@ -153,6 +153,8 @@ class EdmRequest:
     legal_person: bool = False
     classification: str = "CertificateOfBirth"
     type_identifier: str = "2af27699-f131-4411-8fdb-9e8cd4e8bded"
+    # The language of every text; the rules want the code list's upper case ("EN").
+    lang: str = "en"
     # Further EvidenceRequester agents named before ``requester`` (an intermediary platform).
     intermediaries: tuple[str, ...] = ()
     formats: tuple[str, ...] = ("application/xml",)  # DistributedAs/Format, in order
@@ -170,7 +172,7 @@ class EdmRequest:
             top.append(slot("SpecificationIdentifier", "StringValueType", value(self.specification)))
         top.append(slot("IssueDateTime", "DateTimeValueType", value("2026-01-15T10:00:00Z")))
         if self.procedure is not None:
-            localized = f'<r:LocalizedString xml:lang="en" value={quoteattr(self.procedure)}/>'
+            localized = f'<r:LocalizedString xml:lang="{self.lang}" value={quoteattr(self.procedure)}/>'
             top.append(slot("Procedure", "InternationalStringValueType", f"<r:Value>{localized}</r:Value>"))
         top.append(slot("PossibilityForPreview", "BooleanValueType", value(str(self.possibility_for_preview).lower())))
         top.append(slot("ExplicitRequestGiven", "BooleanValueType", value(str(self.explicit_request).lower())))
@@ -178,12 +180,12 @@ class EdmRequest:
             top.append(slot("PreviewLocation", "StringValueType", value(self.preview_location)))
         requirement = (
             '<r:Element xsi:type="r:AnyValueType"><Requirement><Identifier>315cfd75-6605-49c4-b0fe-799833b41099'
-            '</Identifier><Name lang="en">Proof of Birth</Name></Requirement></r:Element>'
+            f'</Identifier><Name lang="{self.lang}">Proof of Birth</Name></Requirement></r:Element>'
         )
         top.append(slot("Requirements", "CollectionValueType", requirement))
         agent = (
             f'<r:Element xsi:type="r:AnyValueType"><Agent><Identifier schemeID={quoteattr(scheme)}>'
-            f'{escape(identifier)}</Identifier><Name lang="en">Denmark University Portal</Name>'
+            f'{escape(identifier)}</Identifier><Name lang="{self.lang}">Denmark University Portal</Name>'
             "<Address><AdminUnitLevel1>DK</AdminUnitLevel1></Address>"
             "<Classification>ER</Classification></Agent></r:Element>"
         )
@@ -191,7 +193,8 @@ class EdmRequest:
             other_scheme, _, other_id = other.rpartition(":")
             agent = (
                 f'<r:Element xsi:type="r:AnyValueType"><Agent><Identifier schemeID={quoteattr(other_scheme)}>'
-                f'{escape(other_id)}</Identifier><Name lang="en">Intermediary platform</Name></Agent></r:Element>'
+                f'{escape(other_id)}</Identifier><Name lang="{self.lang}">Intermediary platform</Name>'
+                "</Agent></r:Element>"
             ) + agent
         top.append(slot("EvidenceRequester", "CollectionValueType", agent))
         if self.provider is not None:
@@ -228,7 +231,7 @@ class EdmRequest:
         evidence = (
             f"<DataServiceEvidenceType><Identifier>{escape(self.type_identifier)}</Identifier>"
             f"<EvidenceTypeClassification>{escape(self.classification)}</EvidenceTypeClassification>"
-            '<Title lang="en">Certificate of Birth</Title>'
+            f'<Title lang="{self.lang}">Certificate of Birth</Title>'
             + "".join(f"<DistributedAs><Format>{escape(f)}</Format></DistributedAs>" for f in self.formats)
             + "</DataServiceEvidenceType>"
         )
