@@ -33,6 +33,7 @@ class DomainCommands(click.Group):
         "consent": "broker.consent.commands",
         "evidence": "broker.seal.commands",
         "keys": "broker.seal.commands",
+        "oots": "broker.oots.commands",
         "schemas": "broker.xml.commands",
     }
 

@@ -84,6 +84,12 @@ def specification_of(request: EvidenceRequest | None) -> str:
 def check(principal: Principal, request: EvidenceRequest) -> EvidenceRequest:
     """What must hold before the request is looked at further. Raises EdmError. Returns the
     request with the EvidenceRequester the client is registered as first: the one answered."""
+    if not edm.is_request_id(request.id):
+        # The answer must name the request by this id, and the rules want a urn:uuid (R-EDM-REQ-S004,
+        # R-EDM-RESP-S004): a request in another form cannot be answered conformantly.
+        raise EdmError(
+            EdmCode.INVALID_REQUEST, "oots.request_id_invalid", "The request id must be a urn:uuid (RFC 4122)."
+        )
     if request.specification is None:
         raise EdmError(
             EdmCode.INVALID_REQUEST, "oots.specification_missing", "The request has no SpecificationIdentifier."

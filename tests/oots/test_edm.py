@@ -121,13 +121,14 @@ def test_every_edm_error_response_is_schema_valid_and_passes_the_rules() -> None
     assert description is not None and description.get("{http://www.w3.org/XML/1998/namespace}lang") == "DE"
 
 
-def test_an_invalid_requests_id_is_echoed_only_in_the_rules_form() -> None:
+def test_a_requests_id_is_echoed_only_in_the_rules_form() -> None:
     broker = edm.Agent("broker.example", edm.UNREGISTERED_SCHEME, (edm.Text("Broker"),), "ERRP", "DE")
     good = f"urn:uuid:{uuid.uuid4()}"
     for code, request_id, echoed in (
         (EdmCode.INVALID_REQUEST, "urn:uuid:1", None),
         (EdmCode.INVALID_REQUEST, good, good),
-        (EdmCode.NOT_FOUND, "4ffb5281-179d-4578-adf2-39fd13ccc797", "4ffb5281-179d-4578-adf2-39fd13ccc797"),
+        (EdmCode.NOT_FOUND, "4ffb5281-179d-4578-adf2-39fd13ccc797", None),
+        (EdmCode.NOT_FOUND, good, good),
     ):
         body = edm.error_response(EdmError(code, "x.y", "m"), request_id=request_id, now=NOW, error_provider=broker)
         assert etree.fromstring(body).get("requestId") == echoed

@@ -200,12 +200,20 @@ def test_sample_requests_get_schema_valid_answers(live_broker: LiveBroker, sampl
     agent, code, reason = SAMPLE_EXPECTATIONS[sample]
     token = live_broker.add_client("requester", GEBURT, agent=agent)
     body = (SAMPLES / sample).read_bytes()
-    # The samples' ids are bare UUIDs, not the urn:uuid: the rules want: the answer echoes them.
-    failure = failure_of(post(live_broker, token, body), allow={"R-EDM-ERR-S004"})
+    # As published, the samples' ids are bare UUIDs, not the urn:uuid the rules want: refused,
+    # and not echoed (an answer naming them so would break the rules).
+    refused = failure_of(post(live_broker, token, body))
+    assert (refused.code, refused.reason, refused.root.get("requestId")) == (
+        "EDM:ERR:0003",
+        "oots.request_id_invalid",
+        None,
+    )
+    # With the id in the rules' form, the rest of the sample is what the answer is about.
+    root = etree.fromstring(body)
+    root.set("id", f"urn:uuid:{root.get('id')}")
+    failure = failure_of(post(live_broker, token, etree.tostring(root)))
     assert (failure.code, failure.reason) == (code, reason)
-    # An invalid request's id in another form than urn:uuid is not echoed (the rules allow none there).
-    echoed = None if code == "EDM:ERR:0003" else etree.fromstring(body).get("id")
-    assert failure.root.get("requestId") == echoed
+    assert failure.root.get("requestId") == root.get("id")
 
 
 # --- each error code ----------------------------------------------------------------------------

@@ -29,7 +29,6 @@ from broker.oots.edm.vocabulary import (
     XML_NS,
     XSI_NS,
     Agent,
-    EdmCode,
     EdmError,
     NaturalPerson,
     Text,
@@ -115,6 +114,11 @@ def add_agent(
     return element
 
 
+def is_request_id(value: str) -> bool:
+    """Whether ``value`` is a request id in the form the rules want (``urn:uuid:`` + RFC 4122)."""
+    return _REQUEST_ID.match(value) is not None
+
+
 def new_response(request_id: str | None, status: str, specification: str | None) -> etree._Element:
     root = etree.Element(_q(QUERY_NS, "QueryResponse"), nsmap=NSMAP)
     if request_id:
@@ -141,10 +145,10 @@ def error_response(
 ) -> bytes:
     """A QueryResponse with status Failure and exactly one rs:Exception.
 
-    An invalid request's id that is not the urn:uuid the rules want is not echoed: the rules
-    allow no requestId there, and one in another form would break them.
+    A request id that is not the urn:uuid the rules want is not echoed (an error may carry none;
+    one in another form would break R-EDM-ERR-S004); such a request is refused anyway.
     """
-    if error.code is EdmCode.INVALID_REQUEST and request_id is not None and not _REQUEST_ID.match(request_id):
+    if request_id is not None and not is_request_id(request_id):
         request_id = None
     root = new_response(request_id, FAILURE, specification)
     add_string_slot(root, "EvidenceResponseIdentifier", response_id or str(uuid.uuid4()))
