@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -122,7 +123,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
 
-    from broker.clients.service import add_client
+    from broker.clients.service import CLI_ACTOR, add_client
     from broker.db.migrate import upgrade
     from broker.db.session import make_engine, make_session_factory, unit_of_work
     from broker.demo.seed import seed
@@ -136,7 +137,8 @@ def main() -> None:
         upgrade(engine)
         with unit_of_work(make_session_factory(engine)) as session:
             seed(session)
-            token = add_client(session, "bench", "requester", [(ERIKA_REQUEST["evidence_type"], None)])  # type: ignore[list-item]
+            grants: list[tuple[str, str | None]] = [(str(ERIKA_REQUEST["evidence_type"]), None)]
+            token = add_client(session, "bench", "requester", grants, actor=CLI_ACTOR, now=datetime.now(UTC))
         engine.dispose()
         env = {
             **os.environ,

@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from adapters.http_push import Breakers, PushTransport, TlsSettings
+from broker import preflight
 from broker.audit.integrator import BackgroundIntegrator
 from broker.background import Periodic
 from broker.callbacks.sender import CallbackSender
@@ -20,8 +21,7 @@ from broker.citizen.signin import CitizenAccess, OidcSignIn
 from broker.clients.auth import PrincipalCache
 from broker.clock import Clock, SystemClock
 from broker.consent.artefact import KeyConsentSigner
-from broker.db.migrate import upgrade
-from broker.db.session import Database, make_engine
+from broker.db.session import Database
 from broker.deps import Services
 from broker.egress import EgressPolicy, push_transport
 from broker.exchange.dependencies import ExchangeDependencies
@@ -38,7 +38,6 @@ from broker.registry.service import RegistryCache
 from broker.seal.sealer import KeySealer
 from broker.settings import Settings
 from broker.tasks.remote import RemoteExchanges
-from broker.xml.catalogue import SchemaCatalogue
 from broker.xml.evidence import EvidenceSchemas
 from broker.xml.hardened import XmlLimits
 from broker.xml.schematron import MessageKind, RuleSet, rule_sets_for
@@ -83,13 +82,13 @@ def request_rules(settings: Settings) -> tuple[RuleSet, ...]:
 
 def build(settings: Settings, clock: Clock | None = None) -> Container:
     clock = clock or SystemClock()
-    engine = make_engine(settings.database_url)
-    if settings.is_sqlite:
-        # The embedded database migrates itself; PostgreSQL is migrated by `broker db upgrade`.
-        upgrade(engine)
-    database = Database(engine)
-    catalogue = SchemaCatalogue(settings.schema_dirs)
+    # Checked before anything serves (broker.preflight): a bad URL, an unmigrated database, a
+    # broken schema or key file, or keys that are not this log's stop the start with one line.
+    # The embedded database migrates itself; PostgreSQL is migrated by `broker db upgrade`.
+    database = Database(preflight.database(settings))
+    catalogue = preflight.catalogue(settings.schema_dirs)
     keys = KeyStore(settings.keys_dir, origin=settings.origin)
+    preflight.keys(database, keys, clock.now())
     limits = XmlLimits(max_bytes=settings.max_body_bytes)
 
     def read_registry() -> RegistryDocument:
@@ -146,6 +145,9 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
     )
     sweeps = Sweeps(database, deps, timedelta(seconds=settings.exchange_expiry_seconds), on_ended=remote.ended)
     principals = PrincipalCache(database, clock)
+    integrator = BackgroundIntegrator(
+        database.sessions, keys, settings.origin, clock.now, settings.integrate_interval_seconds
+    )
     services = Services(
         settings=settings,
         database=database,
@@ -179,11 +181,12 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
             session_lifetime=timedelta(minutes=settings.citizen_session_minutes),
         ),
         consent_signer=KeyConsentSigner(keys),
+        integrator=integrator,
     )
     jobs = (
         Periodic("registry", REGISTRY_REFRESH_SECONDS, registry.refresh),
         Periodic("sweeps", settings.background_interval_seconds, sweeps.run_once),
         send_callbacks,
-        BackgroundIntegrator(database.sessions, keys, settings.origin, clock.now, settings.integrate_interval_seconds),
+        integrator,
     )
     return Container(services, adapters, callbacks, jobs)

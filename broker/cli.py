@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import traceback
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -46,10 +47,55 @@ class DomainCommands(click.Group):
             return command
         return super().get_command(ctx, cmd_name)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """The one place where any command's error becomes a sentence for the operator: one or
+        two lines, exit 1; `broker -v …` prints the traceback first."""
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as error:
+            if ctx.meta.get(_VERBOSE):
+                traceback.print_exc()
+            raise click.ClickException(explain(error)) from error
+
+
+_VERBOSE = "broker.verbose"
+
+
+def explain(error: Exception) -> str:
+    """What went wrong and what to do, for the errors a command can expect from its setting up."""
+    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+    from broker.keys.fingerprints import KeysMismatch
+    from broker.keys.store import KeyStoreError
+    from broker.preflight import URL_FORMS, StartupError
+
+    first = " ".join(str(error).strip().splitlines()[:1])
+    if isinstance(error, StartupError | KeysMismatch):
+        return first
+    if isinstance(error, KeyStoreError):
+        return f"BROKER_KEYS_DIR: {first}; restore it from the backup of the keys directory"
+    if isinstance(error, OSError):
+        where = f"{error.filename}: " if error.filename else ""
+        return f"{where}{error.strerror or first}; check the path (BROKER_KEYS_DIR, a file named) and its permissions"
+    if isinstance(error, ArgumentError | NoSuchModuleError):
+        return f"BROKER_DATABASE_URL is not a database URL; expected {URL_FORMS}"
+    if isinstance(error, DBAPIError):
+        orig = " ".join(str(error.orig).strip().splitlines()[:1])
+        return (
+            f"the database of BROKER_DATABASE_URL failed: {orig}\n"
+            "check the URL, that the database is running and that `broker db upgrade` has been run"
+        )
+    return f"unexpected {type(error).__name__}: {first}\n`broker -v …` shows the traceback"
+
 
 @click.group(cls=DomainCommands)
-def main() -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Show the traceback of an error.")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
     """Once-Only evidence broker."""
+    ctx.meta[_VERBOSE] = verbose
 
 
 @main.command()
@@ -60,13 +106,23 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     """Serve the HTTP API."""
     import uvicorn
 
+    from broker import bootstrap
+    from broker.app import create_app
+
     settings = get_settings()
     if problems := settings.serving_problems():
         raise click.ClickException("; ".join(problems))
-    # The app migrates an embedded (SQLite) database itself at start-up (broker.bootstrap.build).
+    # The app migrates an embedded (SQLite) database and checks its start (broker.preflight) in
+    # bootstrap.build. Built here, a refused start is one line from `main`, not uvicorn's traceback.
+    app: Any = "broker.app:create_app"
+    if workers == 1:
+        app = create_app(settings)
+    else:
+        # Each worker builds its own app; building one here first refuses a bad start once, clearly.
+        bootstrap.build(settings).close()
     uvicorn.run(
-        "broker.app:create_app",
-        factory=True,
+        app,
+        factory=workers != 1,
         host=host or settings.host,
         port=port or settings.port,
         workers=workers,
@@ -129,11 +185,18 @@ def registry() -> None:
     """Evidence types, authorities and routes."""
 
 
+_ALLOW_EMPTY = click.option(
+    "--allow-empty", is_flag=True, help="Allow a registry with no evidence types, authorities or routes."
+)
+
+
 @registry.command("load")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def registry_load(file: Path) -> None:
-    """Replace the registry with the TOML FILE (format: see broker/demo/registry-mv.toml); the
-    change is a log entry (actor "cli")."""
+@_ALLOW_EMPTY
+def registry_load(file: Path, allow_empty: bool) -> None:
+    """Replace the registry with the TOML FILE (format: see broker/demo/registry-mv.toml), which
+    states every section; the change is a log entry (actor "cli") and the replaced registry is
+    kept for `broker registry rollback`."""
     from datetime import UTC, datetime
 
     from pydantic import ValidationError
@@ -151,13 +214,51 @@ def registry_load(file: Path) -> None:
     try:
         with _unit_of_work() as session:
             # The operator replaces whatever is there: the command is the explicit replacement.
-            replace_registry(session, document, actor=CLI_ACTOR, now=datetime.now(UTC), if_match="*", egress=egress)
+            replace_registry(
+                session,
+                document,
+                actor=CLI_ACTOR,
+                now=datetime.now(UTC),
+                if_match="*",
+                egress=egress,
+                allow_empty=allow_empty,
+            )
     except Problem as refusal:
         raise click.ClickException(f"{file}: {refusal.detail}") from None
     click.echo(
         f"loaded {len(document.evidence_types)} evidence types, {len(document.purposes)} purposes, "
         f"{len(document.legal_bases)} legal bases, {len(document.authorities)} authorities, "
         f"{len(document.routes)} routes"
+    )
+
+
+@registry.command("rollback")
+@_ALLOW_EMPTY
+def registry_rollback(allow_empty: bool) -> None:
+    """Restore the registry the last replacement replaced (a second rollback undoes the first);
+    the change is a log entry (actor "cli")."""
+    from datetime import UTC, datetime
+
+    from broker.clients.service import CLI_ACTOR
+    from broker.egress import EgressPolicy
+    from broker.problems import Problem
+    from broker.registry.service import rollback_registry
+
+    egress = EgressPolicy.from_settings(get_settings())
+    try:
+        with _unit_of_work() as session:
+            done = rollback_registry(
+                session, actor=CLI_ACTOR, now=datetime.now(UTC), if_match="*", egress=egress, allow_empty=allow_empty
+            )
+    except Problem as refusal:
+        raise click.ClickException(refusal.detail) from None
+    document = done.document
+    click.echo(
+        f"restored the registry replaced at {done.replaced_at.isoformat()} by {done.replaced_by}: "
+        f"{len(document.evidence_types)} evidence types, {len(document.purposes)} purposes, "
+        f"{len(document.legal_bases)} legal bases, {len(document.authorities)} authorities, "
+        f"{len(document.routes)} routes\n"
+        f"etag before: {done.etag_before}\netag after:  {done.etag_after}"
     )
 
 

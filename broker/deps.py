@@ -14,6 +14,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from broker.audit.integrator import BackgroundIntegrator
 from broker.citizen.identity import Citizen
 from broker.citizen.service import current_citizen
 from broker.citizen.signin import CitizenAccess
@@ -59,6 +60,8 @@ class Services:
     citizen: CitizenAccess
     # Signs the artefact of a consent the citizen grants (the active checkpoint key).
     consent_signer: ConsentSigner
+    # This process's log integrator (a background job); /readyz asks whether it makes progress.
+    integrator: BackgroundIntegrator
 
 
 def services(request: Request) -> Services:
@@ -139,6 +142,10 @@ def _consent_signer(request: Request) -> ConsentSigner:
     return services(request).consent_signer
 
 
+def _integrator(request: Request) -> BackgroundIntegrator:
+    return services(request).integrator
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 Db = Annotated[Database, Depends(_database)]
 ClockDep = Annotated[Clock, Depends(_clock)]
@@ -158,6 +165,7 @@ CitizenAccessDep = Annotated[CitizenAccess, Depends(_citizen_access)]
 # The signed-in citizen of a request to the citizen's pages, or None.
 SignedIn = Annotated[Citizen | None, Depends(_signed_in)]
 ConsentSignerDep = Annotated[ConsentSigner, Depends(_consent_signer)]
+Integrator = Annotated[BackgroundIntegrator, Depends(_integrator)]
 
 
 def require(*roles: str) -> Callable[[Request, PrincipalCache], Principal]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+import traceback
 import urllib.parse
 import uuid
+from pathlib import Path
 
 import structlog
 from prometheus_client import Counter, Histogram
@@ -14,10 +16,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from broker.clients.auth import AUTHENTICATED_PRINCIPAL, PrincipalCache, authenticate_header
 from broker.logging import get_logger
-from broker.problems import MAX_LISTED_ERRORS, Problem, problem_response
+from broker.problems import MAX_LISTED_ERRORS, Problem, problem_response, unexpected_problem
 from broker.schemas_common import control_character_in
 
 log = get_logger("broker.access")
+# Where the broker's and the adapters' code lives, to tell own frames from libraries' in tracebacks.
+_PROJECT_DIR = str(Path(__file__).resolve().parents[1])
 
 REQUESTS = Counter("broker_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("broker_http_request_seconds", "HTTP request latency", ["method", "route"])
@@ -36,7 +40,14 @@ def _too_large(max_bytes: int) -> str:
 
 
 class RequestContextMiddleware:
-    """Gives every request an id (echoed as X-Request-Id), binds it to every log line, logs one access line."""
+    """Gives every request an id (echoed as X-Request-Id), binds it to every log line, logs one access line.
+
+    It is the outermost middleware of the app, so it also answers what nothing inside handled:
+    an exception becomes a complete problem response here (503 for storage failures, else 500),
+    with the request id, logged with it, and never reaches Starlette's ServerErrorMiddleware or
+    uvicorn — both treat an escaping exception as a broken connection and close it, which reset
+    the client's next request on the same keep-alive connection.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -49,16 +60,41 @@ class RequestContextMiddleware:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 500
+        response_started = False
+        body_pending = _has_body(scope)
+
+        async def receive_tracked() -> Message:
+            nonlocal body_pending
+            message = await receive()
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                body_pending = False
+            return message
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
                 status = message["status"]
+                response_started = True
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            try:
+                await self.app(scope, receive_tracked, send_with_id)
+            except Exception as error:
+                if response_started:
+                    # Part of an answer is on the wire: no complete answer can follow, so the
+                    # server has to close the connection; the log line still says why.
+                    _log_unexpected(error, scope, status)
+                    raise
+                problem = unexpected_problem(error)
+                _log_unexpected(error, scope, problem.status)
+                response = problem_response(problem, scope["path"])
+                if body_pending:
+                    # The rest of the request's body was never read: the connection cannot carry
+                    # another request, so the client is told it ends with this answer.
+                    response.headers["Connection"] = "close"
+                await response(scope, receive_tracked, send_with_id)
         finally:
             route = scope.get("route")
             # The route template, never the raw path: paths could carry identifiers.
@@ -74,6 +110,31 @@ class RequestContextMiddleware:
                 ms=round(elapsed * 1000, 2),
             )
             structlog.contextvars.clear_contextvars()
+
+
+def _log_unexpected(error: Exception, scope: Scope, status: int) -> None:
+    """One line per unexpected error, with the request id (bound in the context) and where it was raised.
+
+    Only the type and the innermost frame are logged, never the message or a traceback with its
+    values: a driver's message can quote the parameters of a statement, i.e. personal data.
+    """
+    route = getattr(scope.get("route"), "path", "unmatched")
+    where = _raised_where(error)
+    if status == 503:
+        log.warning("storage_unavailable", error_type=type(error).__name__, route=route, where=where)
+    else:
+        log.error("unhandled_error", error_type=type(error).__name__, route=route, where=where, status=status)
+
+
+def _raised_where(error: BaseException) -> str:
+    """``file:line in function`` of the innermost frame of the project's own code (the line that
+    called into a library is what one needs to look at), else of the innermost frame."""
+    frames = traceback.extract_tb(error.__traceback__)
+    own = [f for f in frames if _PROJECT_DIR in f.filename and "/.venv/" not in f.filename] or frames
+    if not own:
+        return "unknown"
+    frame = own[-1]
+    return f"{Path(frame.filename).name}:{frame.lineno} in {frame.name}"
 
 
 class BodyLimitMiddleware:

@@ -5,14 +5,16 @@ Each problem has a stable ``reason`` code that clients can branch on; ``type`` i
 
 from __future__ import annotations
 
+import errno
+import sqlite3
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-
-from broker.logging import get_logger
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 TYPE_BASE = "https://once-only.example/problems/"
@@ -20,7 +22,10 @@ TYPE_BASE = "https://once-only.example/problems/"
 # thousands of unknown keys cannot make the answer large.
 MAX_LISTED_ERRORS = 20
 
-log = get_logger(__name__)
+# How long a client should wait before trying again: an outage of the database usually ends
+# with a restart or a failover (seconds); a full disk needs an operator (minutes).
+UNAVAILABLE_RETRY_SECONDS = 5
+FULL_RETRY_SECONDS = 60
 
 
 class Problem(Exception):
@@ -67,6 +72,88 @@ def problem_response(problem: Problem, instance: str | None = None) -> JSONRespo
     )
 
 
+def storage_problem(error: BaseException) -> Problem | None:
+    """The 503 problem for an error of the storage (database unreachable, disk full), else None.
+
+    Such errors are the environment's, not the request's: the client may retry, and the broker
+    recovers by itself once the cause goes (connections are checked out afresh; nothing is cached
+    in a failed state). Every other error stays a 500.
+    """
+    kind = _storage_failure(error)
+    if kind == "full":
+        return Problem(
+            503,
+            "storage.full",
+            "The broker's storage is full; the request was not carried out. Try again later.",
+            retry_after=FULL_RETRY_SECONDS,
+        )
+    if kind == "unavailable":
+        return Problem(
+            503,
+            "storage.unavailable",
+            "The broker's database cannot be reached; the request was not carried out. Try again later.",
+            retry_after=UNAVAILABLE_RETRY_SECONDS,
+        )
+    return None
+
+
+def unexpected_problem(error: BaseException) -> Problem:
+    """The answer to an exception no route handled: 503 for storage failures, 500 otherwise."""
+    return storage_problem(error) or Problem(
+        500, "internal_error", "The broker could not process the request; it has been logged."
+    )
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """The error, the driver error SQLAlchemy wraps, and what each was raised from (bounded)."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending and len(seen) < 20:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        orig = current.orig if isinstance(current, DBAPIError) else None
+        pending += [current.__context__, current.__cause__, orig if isinstance(orig, BaseException) else None]
+
+
+# SQLSTATEs of PostgreSQL that mean "the server cannot serve now" (class 08: connection
+# exceptions; 57P01-03: shut down, crashed, starting; 53300: too many connections).
+_PG_UNAVAILABLE = ("08", "57P01", "57P02", "57P03", "53300")
+_PG_FULL = "53100"  # disk_full
+# The SQLite result codes of a file that cannot be opened or read/written; SQLITE_FULL is apart.
+_SQLITE_UNAVAILABLE = ("SQLITE_CANTOPEN", "SQLITE_IOERR")
+_SQLITE_UNAVAILABLE_MESSAGES = ("unable to open database file", "disk i/o error")
+
+
+def _storage_failure(error: BaseException) -> str | None:
+    """``"full"``, ``"unavailable"`` or None, judged by the error and the errors behind it."""
+    for cause in _causes(error):
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            return "full"
+        if isinstance(cause, sqlite3.Error):
+            name = getattr(cause, "sqlite_errorname", "") or ""
+            message = str(cause).lower()
+            if name == "SQLITE_FULL" or "database or disk is full" in message:
+                return "full"
+            if name.startswith(_SQLITE_UNAVAILABLE) or message.startswith(_SQLITE_UNAVAILABLE_MESSAGES):
+                return "unavailable"
+        elif isinstance(cause, DBAPIError) and cause.connection_invalidated:
+            return "unavailable"
+        elif hasattr(cause, "sqlstate") and type(cause).__module__.startswith("psycopg"):
+            # psycopg (imported only where PostgreSQL is used): a failure to connect has no
+            # SQLSTATE at all (refused, reset, timed out); the server's own refusals have one.
+            state = cause.sqlstate
+            if state == _PG_FULL:
+                return "full"
+            if state is None and type(cause).__name__ in ("OperationalError", "InterfaceError"):
+                return "unavailable"
+            if isinstance(state, str) and state.startswith(_PG_UNAVAILABLE):
+                return "unavailable"
+    return None
+
+
 def _field_path(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     # Unknown keys are named as sent: a key of many kilobytes is not echoed whole.
@@ -109,10 +196,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         response.headers.update(exc.headers or {})
         return response
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled_error", error_type=type(exc).__name__, path=request.url.path)
-        return problem_response(
-            Problem(500, "internal_error", "The broker could not process the request; it has been logged."),
-            request.url.path,
-        )
+    # No handler for Exception here on purpose: Starlette runs it in ServerErrorMiddleware,
+    # outside every other middleware, and re-raises afterwards, so its answer had no request id
+    # and uvicorn closed the keep-alive connection. broker.middleware.RequestContextMiddleware
+    # answers unexpected errors instead (with unexpected_problem).

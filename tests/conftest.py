@@ -187,11 +187,16 @@ PRODUCTION_SIGN_IN = {
 }
 
 
+_KEYS_DIRS: dict[str, Path] = {}
+
+
 def start_broker(
     database_url: str, directory: Path, extra_env: dict[str, str] | None = None, port: int | None = None
 ) -> tuple[subprocess.Popen[bytes], LiveBroker]:
     port = port or free_port()
-    keys_dir = directory / "keys"
+    # One log, one set of keys: a broker refuses a keys directory its database does not know
+    # (broker/keys/fingerprints.py), so brokers sharing a database share the first one's keys.
+    keys_dir = _KEYS_DIRS.setdefault(database_url, directory / "keys")
     log_path = directory / "broker.log"
     env = {
         **os.environ,

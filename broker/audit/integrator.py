@@ -11,6 +11,7 @@ size *is* the tree size.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -117,8 +118,27 @@ class BackgroundIntegrator:
         self._origin = origin
         self._clock = clock
         self._batch_size = batch_size
+        self._interval = interval
+        # Monotonic time of the last round that did its work (or found nothing to do); starts at
+        # construction, so a process that never managed a round is not taken for a fresh one.
+        self._last_progress = time.monotonic()
         # A failed round is rolled back whole; the next round retries the same queue.
         self._job = Periodic("log-integrator", interval, self.run_once)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether this process integrates in the background (an interval of 0 turns it off)."""
+        return self._interval > 0
+
+    @property
+    def interval(self) -> float:
+        return self._interval
+
+    def seconds_since_progress(self) -> float:
+        """Seconds since this process's integrator last completed a round that integrated or
+        found the queue empty. Rounds skipped because another process held the lock, and failed
+        rounds, are not progress: with the queue aging meanwhile, the log is stuck."""
+        return time.monotonic() - self._last_progress
 
     def start(self) -> None:
         """Start the thread; an interval of 0 or less turns background integration off."""
@@ -131,6 +151,8 @@ class BackgroundIntegrator:
         result = integrate_all(
             self._sessions, self._keys, self._origin, self._clock, batch_size=self._batch_size, wait=False
         )
+        if result.ran:
+            self._last_progress = time.monotonic()
         if result.integrated:
             log.debug("log_integrated", entries=result.integrated, tree_size=result.tree_size)
         return result

@@ -76,6 +76,14 @@ def queued_count(session: Session) -> int:
     return int(session.execute(select(func.count()).where(_log.c.log_index.is_(None))).scalar_one())
 
 
+def oldest_queued_at(session: Session) -> datetime | None:
+    """When the oldest entry still queued was recorded, or None when the queue is empty."""
+    # Ordered by seq, so the partial index of the queue answers it (min(recorded_at) would scan).
+    return session.execute(
+        select(_log.c.recorded_at).where(_log.c.log_index.is_(None)).order_by(_log.c.seq).limit(1)
+    ).scalar_one_or_none()
+
+
 def assign_indices(session: Session, assignments: Sequence[tuple[int, int]]) -> None:
     """Give each queued entry (seq, log index) its index."""
     if not assignments:
@@ -226,9 +234,7 @@ def integrated_entries(
 
 def step_reasons(session: Session, exchange_id: str, event: str) -> set[str]:
     """The reason codes of an exchange's entries of one event (integrated or still queued)."""
-    bodies = session.scalars(
-        select(LogEntry.body).where(LogEntry.exchange_id == exchange_id, LogEntry.event == event)
-    )
+    bodies = session.scalars(select(LogEntry.body).where(LogEntry.exchange_id == exchange_id, LogEntry.event == event))
     return {str(reason) for body in bodies if (reason := json.loads(body).get("reason")) is not None}
 
 

@@ -53,6 +53,10 @@ EVENTS = (
     "client_removed",
     # registry changes: ``actor``, ``change``, ``registry_before`` and ``registry_after``
     "registry_changed",
+    # `broker keys adopt`: the operator made the keys directory's keys the log's keys; ``actor``,
+    # ``change`` ("keys/" and the active checkpoint key's id). From here on new checkpoints are
+    # signed by that key and (if the secret changed) citizens have new pseudonyms.
+    "keys_adopted",
 )
 
 

@@ -34,7 +34,8 @@ class PrincipalCache:
     def resolve(self, token: str) -> Principal | None:
         """The token's principal, None if no client has it; raises the refusal of a disabled client or expired token."""
         key = hash_token(token)
-        with self._database.engine.connect() as connection:
+        # Every request asks this: a read connection, which on SQLite takes no write lock.
+        with self._database.reader.connect() as connection:
             standing = token_standing(connection, key, self._clock.now())
         if standing is None:
             return None

@@ -120,6 +120,21 @@ class Route(Base):
     authority_id: Mapped[str] = mapped_column(ForeignKey("authorities.id", ondelete="CASCADE"), index=True)
 
 
+class RegistryHistory(Base):
+    """A whole registry document as it was before a replacement (migration 0010), so that
+    ``broker registry rollback`` can restore it: the log keeps only the digests."""
+
+    __tablename__ = "registry_history"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    replaced_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Who replaced it (the admin's name, or "cli").
+    actor: Mapped[str] = mapped_column(String(200))
+    # The document's digest: its ETag when it was current.
+    etag: Mapped[str] = mapped_column(String(64))
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
 # --- clients --------------------------------------------------------------------------------
 
 
@@ -278,6 +293,28 @@ class CitizenSignOut(Base):
 
     session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     until: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+# --- keys -----------------------------------------------------------------------------------
+
+
+class KeyFingerprint(Base):
+    """Which keys this database's log belongs to (broker/keys/fingerprints.py): a broker whose
+    keys directory holds other keys refuses to start instead of forking the log.
+
+    Never the key itself: the SHA-256 of a checkpoint key's public key, or of a tag derived from
+    the pseudonym secret. Rows are only added: old checkpoints stay signed by old keys.
+    """
+
+    __tablename__ = "key_fingerprints"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    purpose: Mapped[str] = mapped_column(String(20))  # checkpoint | pseudonym
+    fingerprint: Mapped[str] = mapped_column(String(64))  # hex SHA-256
+    # The checkpoint key's id (JWK thumbprint) for people reading the table; empty for the secret.
+    key_id: Mapped[str | None] = mapped_column(String(100))
+    how: Mapped[str] = mapped_column(String(20))  # first_start | rotated | adopted
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 # --- provenance log -------------------------------------------------------------------------

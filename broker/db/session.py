@@ -1,4 +1,16 @@
-"""Engines and sessions. Services never commit; the request or command boundary does."""
+"""Engines and sessions. Services never commit; the request or command boundary does.
+
+SQLite (the embedded default) runs in WAL mode: readers never block the writer nor each other.
+A unit of work begins ``BEGIN IMMEDIATE`` (it takes the write lock at once, so two writers queue
+on the busy timeout instead of deadlocking on a read-to-write upgrade); a read
+(``Database.read()``, ``Database.reader``) begins a plain deferred ``BEGIN``: it takes no write
+lock, so reads never queue behind writers, and still sees one snapshot from its first query to
+its end.
+
+Durability: ``synchronous=NORMAL`` in WAL mode syncs the WAL at checkpoints, not at every
+commit: a power loss (not a process crash) may lose the last commits, never corrupt the file.
+That is the embedded default's trade-off; PostgreSQL is the deployment for durability.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +21,10 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+# The execution option that marks a read-only engine (Database.reader): its transactions begin
+# deferred on SQLite instead of taking the write lock.
+READ_ONLY = "broker_read_only"
 
 
 def make_engine(database_url: str, **kwargs: Any) -> Engine:
@@ -38,6 +54,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(connection: Any) -> None:
+    if connection.get_execution_options().get(READ_ONLY):
+        # A read takes no write lock: in WAL mode it reads its snapshot while a writer commits.
+        connection.exec_driver_sql("BEGIN")
+        return
     # Writers take the lock at BEGIN, so two writers queue on busy_timeout instead of deadlocking
     # on a read-to-write upgrade.
     connection.exec_driver_sql("BEGIN IMMEDIATE")
@@ -61,16 +81,29 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
+def _refuse_writes(session: Session, _flush_context: Any, _instances: Any) -> None:
+    # A change in a read session would be lost at its end anyway; on SQLite it would also try to
+    # upgrade a deferred transaction to a write, which fails at once when another writer holds
+    # the lock (busy_timeout does not apply to an upgrade whose snapshot is stale).
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("Database.read() sessions do not write; use Database.unit_of_work()")
+
+
 class Database:
     """One database as the services use it: short reads, or one unit of work that commits."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.sessions = make_session_factory(engine)
+        # The same pool, marked read-only: on SQLite its transactions take no write lock.
+        self.reader = engine.execution_options(**{READ_ONLY: True})
+        self._read_sessions = make_session_factory(self.reader)
+        event.listen(self._read_sessions, "before_flush", _refuse_writes)
 
     def read(self) -> Session:
-        """A session for reads (use as a context manager); it never commits."""
-        return self.sessions()
+        """A session for reads (use as a context manager); it never commits, and refuses to
+        flush a change (on SQLite it holds no write lock to make one with)."""
+        return self._read_sessions()
 
     @contextmanager
     def unit_of_work(self) -> Iterator[Session]:

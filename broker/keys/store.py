@@ -152,6 +152,11 @@ class KeyStore:
         """Whether keys exist already; lets read-only callers avoid generating keys as a side effect."""
         return (self.keys_dir / _MANIFEST).is_file()
 
+    @property
+    def has_pseudonym_secret(self) -> bool:
+        """Whether the pseudonym secret exists; reading it through :meth:`pseudonym_secret` would make one."""
+        return self._pseudonym_secret.path.is_file()
+
     def checkpoint_key(self) -> tuple[CheckpointPublicKey, Ed25519PrivateKey]:
         state = self._current()
         entry, private_key = state.checkpoint[state.active_checkpoint]

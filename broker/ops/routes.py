@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 
-from broker.deps import Db, MetricsReader
-from broker.problems import Problem
+from broker.deps import Catalogue, ClockDep, Db, Integrator, Keys, MetricsReader, SettingsDep
+from broker.ops import service
+from broker.problems import problem_responses
 
 router = APIRouter(tags=["operations"])
 
@@ -17,14 +19,17 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
-def readyz(db: Db) -> dict[str, str]:
-    try:
-        with db.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except Exception as error:
-        raise Problem(503, "not_ready.database", f"The database does not answer ({type(error).__name__}).") from None
-    return {"status": "ready"}
+@router.get("/readyz", responses=problem_responses(503))
+def readyz(
+    settings: SettingsDep, db: Db, keys: Keys, catalogue: Catalogue, integrator: Integrator, clock: ClockDep
+) -> dict[str, Any]:
+    """200 with every check ``ok``; else 503 (``storage.unavailable``, ``storage.full`` or
+    ``not_ready``) whose ``checks`` name the state of each: database, revision, keys, catalogue,
+    integrator, disk."""
+    readiness = service.check(settings, db, keys, catalogue, integrator, clock.now())
+    if not readiness.ready:
+        raise readiness.problem()
+    return {"status": "ready", "checks": readiness.checks}
 
 
 @router.get("/metrics")

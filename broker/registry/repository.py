@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 
 from sqlalchemy import delete, func, or_, select, text
 from sqlalchemy.orm import Session
 
-from broker.db.models import Authority, EvidenceType, LegalBasis, Purpose, Route
+from broker.db.models import Authority, EvidenceType, LegalBasis, Purpose, RegistryHistory, Route
 from broker.registry.schemas import (
     AuthoritySpec,
     EvidenceTypeSpec,
@@ -146,3 +147,19 @@ def evidence_type_exists(session: Session, evidence_type_id: str) -> bool:
 def purpose_id(session: Session, reference: str) -> str | None:
     """The id of the purpose named by its id or its exact name; None if none is registered."""
     return session.scalar(select(Purpose.id).where(or_(Purpose.id == reference, Purpose.name == reference)))
+
+
+def keep_document(
+    session: Session, document: RegistryDocument, *, etag: str, actor: str, replaced_at: datetime
+) -> None:
+    """Keep a whole document that a replacement replaced (``registry_history``)."""
+    session.add(
+        RegistryHistory(replaced_at=replaced_at, actor=actor, etag=etag, document=document.model_dump(mode="json"))
+    )
+
+
+def newest_kept_other_than(session: Session, etag: str) -> RegistryHistory | None:
+    """The newest kept document that differs from the one with ``etag`` (the current one)."""
+    return session.scalars(
+        select(RegistryHistory).where(RegistryHistory.etag != etag).order_by(RegistryHistory.id.desc()).limit(1)
+    ).first()

@@ -2,7 +2,9 @@
 
 Every GET answers an ``ETag``; replacing what exists (the whole registry, an authority, a route)
 needs it back as ``If-Match`` (428 without, 412 when it has changed since). Every change is a
-``registry_changed`` log entry naming the admin.
+``registry_changed`` log entry naming the admin. A whole replacement states every section and
+needs ``?allow_empty=true`` to leave nothing to route by; ``POST /rollback`` restores the
+document the last replacement replaced.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ IfMatch = Annotated[
 ]
 EvidenceTypeParam = Annotated[str, Query(min_length=1, max_length=200)]
 ArsPrefixParam = Annotated[str, Query(pattern=r"^[0-9]{0,12}$")]
+AllowEmpty = Annotated[
+    bool, Query(description="Allow a registry with no evidence types, authorities or routes (routes nothing)")
+]
 RESPONSES = problem_responses(401, 403, 404, 412, 422, 428)
 
 
@@ -50,13 +55,39 @@ def replace_registry(
     clock: ClockDep,
     egress: Egress,
     if_match: IfMatch = None,
+    allow_empty: AllowEmpty = False,
 ) -> JSONResponse:
     with db.unit_of_work() as session:
         etag = service.replace_registry(
-            session, body, actor=admin.name, now=clock.now(), if_match=if_match, egress=egress
+            session,
+            body,
+            actor=admin.name,
+            now=clock.now(),
+            if_match=if_match,
+            egress=egress,
+            allow_empty=allow_empty,
         )
     registry.refresh()
     return _tagged(body, etag)
+
+
+@router.post("/rollback", response_model=RegistryDocument, responses=problem_responses(401, 403, 409, 412, 422, 428))
+def rollback_registry(
+    admin: Admin,
+    db: Db,
+    registry: Registry,
+    clock: ClockDep,
+    egress: Egress,
+    if_match: IfMatch = None,
+    allow_empty: AllowEmpty = False,
+) -> JSONResponse:
+    """Restore the document the last whole replacement replaced (If-Match: the current ETag)."""
+    with db.unit_of_work() as session:
+        restored = service.rollback_registry(
+            session, actor=admin.name, now=clock.now(), if_match=if_match, egress=egress, allow_empty=allow_empty
+        )
+    registry.refresh()
+    return _tagged(restored.document, restored.etag_after)
 
 
 @router.get("/authorities/{authority_id}", response_model=AuthoritySpec, responses=RESPONSES)

@@ -11,6 +11,10 @@ Changes (admin API, ``broker registry load``, ``broker adapters connect``, ``bro
 go through the functions at the end: one writer at a time, replacing only with the ETag of what
 is replaced (If-Match), and each change a ``registry_changed`` log entry naming who changed
 what, with the digests of the whole registry before and after.
+
+A whole replacement is never accidental: the document states every section (``[]`` for none),
+one that leaves no evidence types, authorities or routes needs ``allow_empty``, and the document
+it replaces is kept (``registry_history``), so ``rollback_registry`` can restore it.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 
 import rfc8785
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
 from broker.audit.service import EntryFacts, record
@@ -196,6 +200,38 @@ def check_endpoints(authorities: Sequence[AuthoritySpec], egress: EgressPolicy, 
             ) from None
 
 
+# Every section a whole document must state: a key left out would otherwise read as "none".
+SECTIONS: tuple[str, ...] = tuple(RegistryDocument.model_fields)
+# Without these the broker routes nothing: leaving one empty needs ``allow_empty``.
+ROUTING_SECTIONS = ("evidence_types", "authorities", "routes")
+
+
+def check_sections(document: RegistryDocument) -> None:
+    """Refuse a document that leaves out a section (422 naming them): ``{}`` must not read as
+    "empty the registry". Only keys given to validation count (``model_fields_set``)."""
+    missing = [section for section in SECTIONS if section not in document.model_fields_set]
+    if missing:
+        raise Problem(
+            422,
+            "registry.sections_missing",
+            f"A registry document states every section; missing: {', '.join(missing)} (give [] for none).",
+            errors=[{"field": section, "message": "missing: state the section, [] for none"} for section in missing],
+        )
+
+
+def check_not_empty(document: RegistryDocument, *, allow_empty: bool) -> None:
+    """Refuse a document that leaves nothing to route by, unless that is asked for explicitly."""
+    empty = [section for section in ROUTING_SECTIONS if not getattr(document, section)]
+    if empty and not allow_empty:
+        raise Problem(
+            422,
+            "registry.empty_refused",
+            f"The document has no {', no '.join(empty)}: the broker could route no request. "
+            "To mean that, replace with allow_empty (?allow_empty=true, or --allow-empty on the command line).",
+            empty_sections=empty,
+        )
+
+
 def replace_registry(
     session: Session,
     document: RegistryDocument,
@@ -204,14 +240,64 @@ def replace_registry(
     now: datetime,
     if_match: str | None,
     egress: EgressPolicy = STRICT,
+    allow_empty: bool = False,
 ) -> str:
     """Replace the whole registry; returns its new digest (ETag). ``if_match`` ``*`` replaces
-    whatever is there (the command line)."""
+    whatever is there (the command line). The replaced document is kept for a rollback."""
+    check_sections(document)
     check_endpoints(document.authorities, egress, "authorities.{}.endpoint_url")
+    check_not_empty(document, allow_empty=allow_empty)
     before = _locked_document(session)
     _precondition("The registry", digest(before), if_match)
     repository.replace_document(session, document)
-    return _record_change(session, "registry", before, actor=actor, now=now)
+    return _record_replacement(session, "registry", before, actor=actor, now=now)
+
+
+@dataclass(frozen=True)
+class Rollback:
+    """What a rollback restored: the ETags before and after, and when and by whom the restored
+    document had been replaced."""
+
+    etag_before: str
+    etag_after: str
+    replaced_at: datetime
+    replaced_by: str
+    document: RegistryDocument
+
+
+def rollback_registry(
+    session: Session,
+    *,
+    actor: str,
+    now: datetime,
+    if_match: str | None,
+    egress: EgressPolicy = STRICT,
+    allow_empty: bool = False,
+) -> Rollback:
+    """Restore the newest kept document that differs from the current one: undo the last whole
+    replacement. The rollback is a replacement too (it keeps the document it replaces, and is
+    logged), so a second rollback undoes the first."""
+    before = _locked_document(session)
+    etag_before = digest(before)
+    _precondition("The registry", etag_before, if_match)
+    kept = repository.newest_kept_other_than(session, etag_before)
+    if kept is None:
+        raise Problem(409, "registry.nothing_to_restore", "No earlier registry document is kept.")
+    try:
+        # Validated like any write: a rule added since it was kept applies to it as well.
+        document = RegistryDocument.model_validate(kept.document)
+    except ValidationError as invalid:
+        raise Problem(
+            422,
+            "registry.kept_document_invalid",
+            f"The document replaced at {kept.replaced_at.isoformat()} no longer validates "
+            f"({invalid.error_count()} errors); replace the registry instead.",
+        ) from None
+    check_endpoints(document.authorities, egress, "authorities.{}.endpoint_url")
+    check_not_empty(document, allow_empty=allow_empty)
+    repository.replace_document(session, document)
+    etag_after = _record_replacement(session, "registry/rollback", before, actor=actor, now=now)
+    return Rollback(etag_before, etag_after, kept.replaced_at, kept.actor, document)
 
 
 def put_authority(
@@ -296,6 +382,16 @@ def _precondition(what: str, current: str | None, if_match: str | None) -> None:
         )
     if not etag_matches(if_match, current):
         raise Problem(412, "registry.etag_mismatch", f"{what} has changed since that ETag was read; GET it again.")
+
+
+def _record_replacement(session: Session, change: str, before: RegistryDocument, *, actor: str, now: datetime) -> str:
+    """Log a whole replacement and keep the document it replaced (none for a no-op); returns the
+    digest after."""
+    digest_before = digest(before)
+    digest_after = _record_change(session, change, before, actor=actor, now=now)
+    if digest_after != digest_before:
+        repository.keep_document(session, before, etag=digest_before, actor=actor, replaced_at=now)
+    return digest_after
 
 
 def _record_change(session: Session, change: str, before: RegistryDocument, *, actor: str, now: datetime) -> str:

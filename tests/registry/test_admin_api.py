@@ -62,3 +62,31 @@ def test_registry_load_refuses_a_broken_file(live_broker: LiveBroker, tmp_path: 
     )
     assert done.returncode != 0
     assert "unknown evidence type" in done.stderr
+
+
+def test_an_empty_put_is_refused_and_a_replacement_can_be_rolled_back(live_broker: LiveBroker) -> None:
+    admin = live_broker.add_client("admin")
+    with live_broker.client(admin) as client:
+        current = client.get("/v1/admin/registry")
+        etag = current.headers["etag"]
+        # This answered 200 and emptied the registry.
+        nothing = client.put("/v1/admin/registry", json={}, headers={"If-Match": etag})
+        empty: dict[str, list[object]] = {section: [] for section in current.json()}
+        emptied = client.put("/v1/admin/registry", json=empty, headers={"If-Match": etag})
+        assert client.get("/v1/admin/registry").headers["etag"] == etag
+        changed = current.json()
+        changed["purposes"].append({"id": "rollback-test", "name": "Rollback-Test", "leika_key": None})
+        replaced = client.put("/v1/admin/registry", json=changed, headers={"If-Match": etag})
+        assert replaced.status_code == 200, replaced.text
+        unconditional = client.post("/v1/admin/registry/rollback")
+        stale = client.post("/v1/admin/registry/rollback", headers={"If-Match": etag})
+        restored = client.post("/v1/admin/registry/rollback", headers={"If-Match": replaced.headers["etag"]})
+        after = client.get("/v1/admin/registry")
+    assert (nothing.status_code, nothing.json()["reason"]) == (422, "registry.sections_missing")
+    assert [e["field"] for e in nothing.json()["errors"]] == list(current.json())
+    assert (emptied.status_code, emptied.json()["reason"]) == (422, "registry.empty_refused")
+    assert (unconditional.status_code, unconditional.json()["reason"]) == (428, "registry.if_match_required")
+    assert (stale.status_code, stale.json()["reason"]) == (412, "registry.etag_mismatch")
+    assert restored.status_code == 200, restored.text
+    assert restored.headers["etag"] == after.headers["etag"] == etag
+    assert after.json() == current.json()

@@ -20,6 +20,8 @@ SUBJECT = "CN=Once-Only Broker (development)"
 def keys_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "keys"
     monkeypatch.setenv("BROKER_KEYS_DIR", str(path))
+    # `keys rotate` records the new checkpoint key in the log's database.
+    monkeypatch.setenv("BROKER_DATABASE_URL", f"sqlite:///{tmp_path / 'broker.db'}")
     return path
 
 

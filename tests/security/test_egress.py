@@ -168,7 +168,17 @@ def test_authority_endpoints_are_checked_when_written(production: LiveBroker, pr
         assert not any(a.get("endpoint_url") in REFUSED_ENDPOINTS for a in document["authorities"])
         good = push_authority_spec("https://authority.example/evidence")
         bad = push_authority_spec("https://10.0.0.1/evidence")
-        answer = client.put("/v1/admin/registry", json={"authorities": [good, bad]}, headers={"If-Match": "*"})
+        # A whole document states every section; allow_empty, so that the endpoint is what is refused.
+        replacement = {
+            "evidence_types": [],
+            "purposes": [],
+            "legal_bases": [],
+            "authorities": [good, bad],
+            "routes": [],
+        }
+        answer = client.put(
+            "/v1/admin/registry", json=replacement, params={"allow_empty": "true"}, headers={"If-Match": "*"}
+        )
     assert answer.status_code == 422, answer.text
     assert answer.json()["reason"] == "endpoint_url.not_allowed"
     assert fields(answer) == ["authorities.1.endpoint_url"]
