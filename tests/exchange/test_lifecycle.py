@@ -47,7 +47,7 @@ def move(session: Session, exchange: Exchange, to: State) -> LogEntry | None:
 
 @pytest.mark.parametrize(("start", "to"), list(itertools.product(State, State)))
 def test_a_move_is_made_exactly_when_the_table_allows_it(world: World, start: State, to: State) -> None:
-    with world.database.read() as session:  # nothing is committed
+    with world.database.sessions() as session:  # a session that is never committed
         exchange = new_exchange(world)
         lifecycle.receive(session, exchange, at=START, requester="portal")
         for step in PATHS[start]:
@@ -69,7 +69,7 @@ def test_terminal_states_allow_no_move() -> None:
 
 @pytest.mark.parametrize("end", sorted(TERMINAL))
 def test_each_move_is_logged_and_the_end_queues_one_callback(world: World, end: State) -> None:
-    with world.database.read() as session:
+    with world.database.sessions() as session:  # never committed
         exchange = new_exchange(world)
         lifecycle.receive(session, exchange, at=START, requester="portal")
         entries = [move(session, exchange, step) for step in PATHS[end]]
@@ -84,7 +84,7 @@ def test_each_move_is_logged_and_the_end_queues_one_callback(world: World, end: 
 
 
 def test_no_callback_without_a_callback_url_and_none_before_the_end(world: World) -> None:
-    with world.database.read() as session:
+    with world.database.sessions() as session:  # never committed
         quiet = new_exchange(world, callback_url=None)
         lifecycle.receive(session, quiet, at=START, requester="portal")
         for step in PATHS[State.DELIVERED]:
@@ -97,7 +97,7 @@ def test_no_callback_without_a_callback_url_and_none_before_the_end(world: World
 
 
 def test_a_failure_needs_its_problem_and_a_success_has_none(world: World) -> None:
-    with world.database.read() as session:
+    with world.database.sessions() as session:  # never committed
         exchange = new_exchange(world)
         lifecycle.receive(session, exchange, at=START, requester="portal")
         with pytest.raises(TransitionRefused):
