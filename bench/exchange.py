@@ -116,6 +116,23 @@ def report(name: str, ok: int, failed: int, latencies: list[float], seconds: flo
     return rate
 
 
+def seeded_requester(database_url: str) -> str:
+    """Migrate and seed the database, add one requester for Erika's Meldebescheinigung; its token."""
+    from broker.clients.service import CLI_ACTOR, add_client
+    from broker.db.migrate import upgrade
+    from broker.db.session import make_engine, make_session_factory, unit_of_work
+    from broker.demo.seed import seed
+
+    engine = make_engine(database_url)
+    upgrade(engine)
+    with unit_of_work(make_session_factory(engine)) as session:
+        seed(session)
+        grants: list[tuple[str, str | None]] = [(str(ERIKA_REQUEST["evidence_type"]), None)]
+        token = add_client(session, "bench", "requester", grants, actor=CLI_ACTOR, now=datetime.now(UTC))
+    engine.dispose()
+    return token
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=15)
@@ -123,23 +140,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
 
-    from broker.clients.service import CLI_ACTOR, add_client
-    from broker.db.migrate import upgrade
-    from broker.db.session import make_engine, make_session_factory, unit_of_work
-    from broker.demo.seed import seed
-
     server = os.environ.get("BROKER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
     database_url, drop = create_postgres_database(server)
     keys = tempfile.mkdtemp(prefix="bench-keys-")
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        engine = make_engine(database_url)
-        upgrade(engine)
-        with unit_of_work(make_session_factory(engine)) as session:
-            seed(session)
-            grants: list[tuple[str, str | None]] = [(str(ERIKA_REQUEST["evidence_type"]), None)]
-            token = add_client(session, "bench", "requester", grants, actor=CLI_ACTOR, now=datetime.now(UTC))
-        engine.dispose()
+        token = seeded_requester(database_url)
         env = {
             **os.environ,
             "BROKER_DATABASE_URL": database_url,

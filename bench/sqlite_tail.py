@@ -20,11 +20,10 @@ import os
 import statistics
 import subprocess
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.exchange import ERIKA_REQUEST, load, serve
+from bench.exchange import ERIKA_REQUEST, load, seeded_requester, serve
 from tests.conftest import free_port, stop_process
 
 P99_BAR_MS = 250.0
@@ -47,19 +46,8 @@ def create_app_with_locking_reads() -> Any:
 
 def prepare(directory: Path) -> tuple[dict[str, str], str]:
     """A migrated, seeded SQLite database with one requester; its environment and token."""
-    from broker.clients.service import CLI_ACTOR, add_client
-    from broker.db.migrate import upgrade
-    from broker.db.session import make_engine, make_session_factory, unit_of_work
-    from broker.demo.seed import seed
-
     database_url = f"sqlite:///{directory / 'broker.db'}"
-    engine = make_engine(database_url)
-    upgrade(engine)
-    with unit_of_work(make_session_factory(engine)) as session:
-        seed(session)
-        grants: list[tuple[str, str | None]] = [(str(ERIKA_REQUEST["evidence_type"]), None)]
-        token = add_client(session, "bench", "requester", grants, actor=CLI_ACTOR, now=datetime.now(UTC))
-    engine.dispose()
+    token = seeded_requester(database_url)
     env = {
         **os.environ,
         "BROKER_DATABASE_URL": database_url,

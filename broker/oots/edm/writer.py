@@ -28,6 +28,7 @@ from broker.oots.edm.vocabulary import (
     XLINK_NS,
     XML_NS,
     XSI_NS,
+    Address,
     Agent,
     EdmError,
     NaturalPerson,
@@ -57,7 +58,8 @@ def sub(parent: etree._Element, ns: str, tag: str, text: str | None = None, **at
     return element
 
 
-def _slot(parent: etree._Element, name: str, value_type: str) -> etree._Element:
+def add_slot(parent: etree._Element, name: str, value_type: str) -> etree._Element:
+    """A slot with its value of ``value_type`` (``rim:…ValueType``); returns the SlotValue."""
     slot = sub(parent, RIM_NS, "Slot", name=name)
     value = sub(slot, RIM_NS, "SlotValue")
     value.set(_q(XSI_NS, "type"), f"rim:{value_type}")
@@ -65,15 +67,15 @@ def _slot(parent: etree._Element, name: str, value_type: str) -> etree._Element:
 
 
 def add_string_slot(parent: etree._Element, name: str, text: str) -> None:
-    sub(_slot(parent, name, "StringValueType"), RIM_NS, "Value", text)
+    sub(add_slot(parent, name, "StringValueType"), RIM_NS, "Value", text)
 
 
 def add_datetime_slot(parent: etree._Element, name: str, moment: datetime) -> None:
-    sub(_slot(parent, name, "DateTimeValueType"), RIM_NS, "Value", moment.isoformat(timespec="seconds"))
+    sub(add_slot(parent, name, "DateTimeValueType"), RIM_NS, "Value", moment.isoformat(timespec="seconds"))
 
 
 def add_international_slot(parent: etree._Element, name: str, texts: Sequence[Text]) -> None:
-    value = sub(_slot(parent, name, "InternationalStringValueType"), RIM_NS, "Value")
+    value = sub(add_slot(parent, name, "InternationalStringValueType"), RIM_NS, "Value")
     for text in texts:
         localized = sub(value, RIM_NS, "LocalizedString", value=text.value[:1024])
         lang = language_code(text.lang)
@@ -83,13 +85,13 @@ def add_international_slot(parent: etree._Element, name: str, texts: Sequence[Te
 
 def add_any_slot(parent: etree._Element, name: str) -> etree._Element:
     """An AnyValueType slot; the caller appends the one element it holds."""
-    return _slot(parent, name, "AnyValueType")
+    return add_slot(parent, name, "AnyValueType")
 
 
 def add_collection_slot(parent: etree._Element, name: str) -> etree._Element:
     """A CollectionValueType slot with one AnyValueType element; the caller appends what it holds
     (the rules want some slots, e.g. a response's EvidenceProvider, as collections)."""
-    element = sub(_slot(parent, name, "CollectionValueType"), RIM_NS, "Element")
+    element = sub(add_slot(parent, name, "CollectionValueType"), RIM_NS, "Element")
     element.set(_q(XSI_NS, "type"), "rim:AnyValueType")
     return element
 
@@ -232,9 +234,15 @@ def _add_evidence_metadata(parent: etree._Element, item: EvidenceMetadata) -> No
         sub(distribution, SDG_NS, "ConformsTo", item.conforms_to)
 
 
-def add_person(parent: etree._Element, person: NaturalPerson, name: str = "Person") -> etree._Element:
-    """The person as the request named them (without the level of assurance, which is about the login)."""
+def add_person(
+    parent: etree._Element, person: NaturalPerson, name: str = "Person", *, as_requested: bool = False
+) -> etree._Element:
+    """The person as the request named them. A response leaves out the level of assurance (it is
+    about the login) and the current address and gender; ``as_requested`` writes them too, in the
+    schema's order, as an evidence request carries them."""
     element = sub(parent, SDG_NS, name)
+    if as_requested and person.level_of_assurance:
+        sub(element, SDG_NS, "LevelOfAssurance", person.level_of_assurance)
     if person.identifier:
         sub(element, SDG_NS, "Identifier", person.identifier, schemeID=person.identifier_scheme)
     sub(element, SDG_NS, "FamilyName", person.family_name)
@@ -244,4 +252,22 @@ def add_person(parent: etree._Element, person: NaturalPerson, name: str = "Perso
         sub(element, SDG_NS, "BirthName", person.birth_name)
     if person.place_of_birth:
         sub(element, SDG_NS, "PlaceOfBirth", person.place_of_birth)
+    if as_requested and person.current_address is not None:
+        _add_address(sub(element, SDG_NS, "CurrentAddress"), person.current_address)
+    if as_requested and person.gender:
+        sub(element, SDG_NS, "Gender", person.gender)
     return element
+
+
+def _add_address(element: etree._Element, address: Address) -> None:
+    fields = (
+        ("FullAddress", address.full_address),
+        ("PostCode", address.post_code),
+        ("PostCityName", address.post_city_name),
+        ("Thoroughfare", address.thoroughfare),
+        ("AdminUnitLevel1", address.admin_unit_level1),
+        ("AdminUnitLevel2", address.admin_unit_level2),
+    )
+    for field_name, value in fields:
+        if value:
+            sub(element, SDG_NS, field_name, value)
