@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from broker import bootstrap
+from broker import bootstrap, openapi
 from broker.audit.routes import router as audit_router
 from broker.citizen import session as citizen_session
 from broker.citizen.routes import router as citizen_router
@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None, container: bootstrap.Container 
     install_problem_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    openapi.install(app)
     # The last added runs first: bodies too large by their Content-Length are refused before the
     # guard spends a token lookup on them.
     app.add_middleware(RequestGuardMiddleware, principals=built.services.principals, bearer_prefix="/v1/")

@@ -31,6 +31,7 @@ class DomainCommands(click.Group):
     GROUPS = {
         "adapters": "broker.tasks.commands",
         "audit": "broker.audit.commands",
+        "backup": "broker.backup.commands",
         "consent": "broker.consent.commands",
         "evidence": "broker.seal.commands",
         "keys": "broker.seal.commands",

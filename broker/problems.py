@@ -6,6 +6,7 @@ Each problem has a stable ``reason`` code that clients can branch on; ``type`` i
 from __future__ import annotations
 
 import errno
+import re
 import sqlite3
 from collections.abc import Iterator
 from typing import Any
@@ -160,6 +161,20 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return ".".join(parts)[:200] or "body"
 
 
+def _allowed_methods(request: Request) -> str | None:
+    """The methods the OpenAPI document lists for the request's path, for a 405's ``Allow``.
+
+    Starlette's own ``Allow`` names the methods of the first route whose path matched only, and
+    FastAPI has one route per operation; the document knows the resource's every method.
+    """
+    for template, item in request.app.openapi().get("paths", {}).items():
+        pattern = "/".join("[^/]+" if part.startswith("{") else re.escape(part) for part in template.split("/"))
+        if re.fullmatch(pattern, request.url.path):
+            methods = {method.upper() for method in item}
+            return ", ".join(sorted(methods | ({"HEAD"} if "GET" in methods else set())))
+    return None
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
@@ -194,6 +209,8 @@ def install_problem_handlers(app: FastAPI) -> None:
         reason = reasons.get(exc.status_code, f"http_{exc.status_code}")
         response = problem_response(Problem(exc.status_code, reason, str(exc.detail)), request.url.path)
         response.headers.update(exc.headers or {})
+        if exc.status_code == 405 and (allowed := _allowed_methods(request)) is not None:
+            response.headers["Allow"] = allowed
         return response
 
     # No handler for Exception here on purpose: Starlette runs it in ServerErrorMiddleware,

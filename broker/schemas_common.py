@@ -23,8 +23,10 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -97,6 +99,23 @@ EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST: Final = datetime(9000, 1, 1, tzinfo=UTC)
 
 
+# RFC 3339's date-time (section 5.6), the form the contract's ``format: date-time`` names; pydantic
+# alone also takes a number of seconds, a bare date or a time without seconds as a timestamp.
+_RFC3339: Final = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})?")
+
+
+def _rfc3339(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise ValueError("must be an RFC 3339 timestamp such as 2026-11-26T18:00:00Z")
+    return value
+
+
+# The years Moment accepts, stated in the contract (JSON Schema has no range for dates).
+_MOMENT_SCHEMA: Final = {"type": "string", "format": "date-time", "pattern": "^(19[7-9][0-9]|[2-8][0-9]{3})-"}
+
+
 def _bounded_utc(moment: datetime) -> datetime:
     # Checked on the wall-clock value first: converting a moment near year 1 or 9999 raises.
     if not EARLIEST.year <= moment.year < LATEST.year:
@@ -104,8 +123,12 @@ def _bounded_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-Moment = Annotated[datetime, AfterValidator(_bounded_utc)]
+Moment = Annotated[
+    datetime, BeforeValidator(_rfc3339), AfterValidator(_bounded_utc), WithJsonSchema(_MOMENT_SCHEMA)
+]
 """A timestamp between 1970 and 9000, in UTC (a time without an offset is read as UTC)."""
 
-AwareMoment = Annotated[AwareDatetime, AfterValidator(_bounded_utc)]
+AwareMoment = Annotated[
+    AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_bounded_utc), WithJsonSchema(_MOMENT_SCHEMA)
+]
 """A :data:`Moment` that must state its offset (where a missing one is more likely a mistake than UTC)."""

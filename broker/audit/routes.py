@@ -81,7 +81,7 @@ def get_inclusion_proof(
 )
 def get_consistency_proof(
     db: Db,
-    old_size: Annotated[int, Query(ge=0, le=MAX_LOG_INDEX)],
+    old_size: Annotated[int, Query(ge=1, le=MAX_LOG_INDEX)],
     tree_size: Annotated[int | None, Query(ge=1, le=MAX_LOG_INDEX)] = None,
 ) -> JSONResponse:
     try:

@@ -7,14 +7,23 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from broker.clients.service import MAX_TOKEN_LIFETIME_DAYS, NAME_PATTERN, ClientStatus
+from broker.clients.service import MAX_TOKEN_LIFETIME_DAYS, NAME_PATTERN, ClientStatus, Role
 from broker.schemas_common import ApiModel, AwareMoment
 
 
 class TokenLifetimeIn(ApiModel):
     """When a token issued now expires: at most one of the two; neither: never."""
 
-    model_config = ConfigDict(extra="forbid")
+    # What the service checks, stated in the contract: not both (null counts as not given).
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "not": {
+                "required": ["expires_at", "expires_in_days"],
+                "properties": {"expires_at": {"type": "string"}, "expires_in_days": {"type": "integer"}},
+            }
+        },
+    )
 
     expires_at: AwareMoment | None = None
     expires_in_days: int | None = Field(default=None, ge=1, le=MAX_TOKEN_LIFETIME_DAYS)
@@ -22,7 +31,7 @@ class TokenLifetimeIn(ApiModel):
 
 class ClientIn(TokenLifetimeIn):
     name: str = Field(pattern=NAME_PATTERN, max_length=200)
-    role: str = Field(max_length=20, pattern=r"^[a-z]+$")
+    role: Role
     # As `broker clients add --allow`: EVIDENCE_TYPE or EVIDENCE_TYPE=PURPOSE (requesters).
     allow: list[Annotated[str, Field(min_length=1, max_length=600)]] = Field(default_factory=list, max_length=100)
     agent: str | None = Field(default=None, min_length=1, max_length=200)

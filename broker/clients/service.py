@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from broker.audit.service import EntryFacts, record
@@ -123,6 +124,10 @@ def add_client(
         raise ClientError(f"--agent {agent_id!r}: expected SCHEME:ID, e.g. 0096:DK22233223")
     if role == "adapter" and authority_id is None:
         raise ClientError("an adapter client needs --authority ID: the authority it answers for")
+    if authority_id is not None and role != "adapter":
+        raise ClientError("--authority applies to adapters only")
+    if authority_id is not None and not registry_repository.authority_exists(session, authority_id):
+        raise ClientError(f"--authority: no authority {authority_id!r} in the registry", reason="authority.unknown")
     if callback_origins and role != "requester":
         raise ClientError("--callback-origin applies to requesters only")
     origins = [_callback_origin(url, egress) for url in callback_origins]
@@ -139,7 +144,10 @@ def add_client(
         expires_at=expires_at,
         disabled=False,
     )
-    repository.add(session, client, grants)
+    try:
+        repository.add(session, client, grants)
+    except IntegrityError as error:  # the name was taken by a concurrent request since the check above
+        raise ClientError(f"a client named {name!r} exists already", 409, "client.exists") from error
     _log(session, "client_added", client, actor, now)
     return token
 

@@ -13,7 +13,24 @@ from broker.schemas_common import ApiModel
 
 
 class SubjectIn(ApiModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        # What _identifiable checks, stated in the contract (the IDNr's check digit it cannot state).
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["idnr"], "properties": {"idnr": {"type": "string"}}},
+                {
+                    "required": ["family_name", "given_name", "birth_date"],
+                    "properties": {
+                        "family_name": {"type": "string"},
+                        "given_name": {"type": "string"},
+                        "birth_date": {"type": "string"},
+                    },
+                },
+            ]
+        },
+    )
 
     idnr: str | None = Field(default=None, description="Identifikationsnummer (11 digits, check digit verified)")
     family_name: str | None = Field(default=None, min_length=1, max_length=200)

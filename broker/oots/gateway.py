@@ -1,6 +1,6 @@
 """The gateway's request path: one EDM message in, one EDM answer out. Built once at start-up.
 
-The order is media type, parse, root, authentication, schema, the official business rules (the
+The order is media type, parse, authentication, root, schema, the official business rules (the
 EDM-REQ rule files, where BROKER_OOTS_RULES_PATH names them), then the EDM content: parsing
 first (it is cheap and bounded) lets even a refusal of an unauthenticated caller echo the
 ``requestId``. The HTTP statuses are explained in ``broker.oots.routes``.
@@ -99,7 +99,6 @@ class EdmGateway:
             check_media_type(headers.get("content-type"), (edm.MEDIA_TYPE,))
             root = parse_xml(raw, self._limits)
             request_id = edm.request_id_of(root)
-            expect_root(root, (edm.QUERY_REQUEST,))
         except XmlIntakeError as error:
             return self._intake_failure(error, request_id)
         try:
@@ -110,6 +109,7 @@ class EdmGateway:
             answer = self._failure(EdmError(code, refusal.reason, refusal.detail), request_id, status=refusal.status)
             return Answer(answer.status, answer.media_type, answer.body, challenge)
         try:
+            expect_root(root, (edm.QUERY_REQUEST,))
             self._catalogue.validate(root)
         except XmlIntakeError as error:
             return self._intake_failure(error, request_id)

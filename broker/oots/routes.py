@@ -17,8 +17,9 @@ returns with a PreviewLocation before the citizen decided is held up to T3 for t
 (``broker.oots.gateway``); a requester's HTTP timeout must be longer than both.
 
 The broker's stable reason code leads the exception's ``detail`` either way. The order is
-media type, parse, root, authentication, schema, then the EDM content: parsing first (it is
-cheap and bounded) lets even a refusal of an unauthenticated caller echo the ``requestId``.
+media type, parse, authentication, root, schema, then the EDM content: parsing first (it is
+cheap and bounded) lets even a refusal of an unauthenticated caller echo the ``requestId``; what
+the message is (its root) concerns only a caller who may send one.
 A body over the configured limit announced by Content-Length is refused by the HTTP layer
 before it reaches the gateway (413 problem+json ``request.too_large``), and so are two
 Authorization headers (400 ``auth.duplicate_header``) and control characters in the URL (422).
@@ -49,7 +50,8 @@ def _response(answer: Answer) -> Response:
 @router.post(
     "/edm",
     summary="OOTS evidence request (EDM v1 query:QueryRequest)",
-    openapi_extra={"requestBody": {"required": True, "content": EDM_CONTENT}},
+    # The gateway authenticates the requester itself (after parsing, see above).
+    openapi_extra={"requestBody": {"required": True, "content": EDM_CONTENT}, "security": [{"bearer": []}]},
     responses={
         200: {
             "description": "Evidence (multipart/related: the QueryResponse, then the sealed evidence and its "

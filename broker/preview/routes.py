@@ -9,7 +9,7 @@ onwards.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse
@@ -46,7 +46,21 @@ def _refused(reason: str, token: str, frame: Frame) -> HTMLResponse:
     return page(citizen_pages.refused_page(reason, frame, login_href=again), 403)
 
 
-@router.get("/{token}", response_class=HTMLResponse, summary="The citizen's preview of held evidence")
+# Every answer of these routes is a page for the citizen's browser (problem+json only from the
+# middleware around them, see broker.openapi).
+PAGES: dict[int | str, dict[str, Any]] = {
+    status: {"description": description, "content": {"text/html": {}}}
+    for status, description in (
+        (401, "Sign-in page: the citizen must sign in to decide"),
+        (403, "Refusal page: not the subject, a level too low, a stale sign-in or a missing CSRF token"),
+        (404, "No such preview"),
+        (409, "The preview was decided already"),
+        (410, "The preview expired"),
+    )
+}
+
+
+@router.get("/{token}", response_class=HTMLResponse, responses=PAGES, summary="The citizen's preview of held evidence")
 def show_preview(
     token: str,
     request: Request,
@@ -84,7 +98,9 @@ def show_preview(
     return page(body)
 
 
-@router.post("/{token}", response_class=HTMLResponse, summary="Approve or decline the release of held evidence")
+@router.post(
+    "/{token}", response_class=HTMLResponse, responses=PAGES, summary="Approve or decline the release of held evidence"
+)
 def decide_preview(
     token: str,
     request: Request,

@@ -140,6 +140,10 @@ def delete_route(session: Session, evidence_type: str, ars_prefix: str) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+def authority_exists(session: Session, authority_id: str) -> bool:
+    return session.get(Authority, authority_id) is not None
+
+
 def evidence_type_exists(session: Session, evidence_type_id: str) -> bool:
     return session.get(EvidenceType, evidence_type_id) is not None
 

@@ -178,7 +178,7 @@ def test_entries_need_the_auditor_role(live_broker: LiveBroker, requester: str) 
         ("/v1/audit/proofs/inclusion", {"index": "x"}, 422, "request.invalid"),
         ("/v1/audit/proofs/inclusion", {}, 422, "request.invalid"),
         ("/v1/audit/proofs/consistency", {"old_size": 3, "tree_size": 2}, 400, "audit.sizes_out_of_order"),
-        ("/v1/audit/proofs/consistency", {"old_size": 0, "tree_size": 2}, 400, "audit.old_size_invalid"),
+        ("/v1/audit/proofs/consistency", {"old_size": 0, "tree_size": 2}, 422, "request.invalid"),
         ("/v1/audit/proofs/consistency", {"old_size": 1, "tree_size": 10**9}, 404, "audit.tree_size_unknown"),
         ("/v1/audit/checkpoint", {"tree_size": 10**9}, 404, "audit.checkpoint_not_found"),
     ],
