@@ -117,6 +117,12 @@ class Breakers:
                 breaker = self._breakers[authority_id] = CircuitBreaker(*self._settings)
             return breaker
 
+    def states(self) -> dict[str, str]:
+        """The state of each breaker made so far, by authority id (for metrics)."""
+        with self._lock:
+            breakers = dict(self._breakers)
+        return {authority_id: breaker.state for authority_id, breaker in breakers.items()}
+
 
 @dataclass(frozen=True)
 class TlsSettings:

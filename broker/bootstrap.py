@@ -31,6 +31,7 @@ from broker.keys.pseudonym import Pseudonymiser
 from broker.keys.store import KeyStore
 from broker.oots.gateway import EdmGateway, Timeouts
 from broker.oots.mapping import CHANNEL as OOTS_CHANNEL
+from broker.ops.metrics import DomainGauges, use_registry
 from broker.preview.service import Previews, derive_key
 from broker.registry import repository as registry_repository
 from broker.registry.schemas import RegistryDocument
@@ -96,6 +97,8 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
             return registry_repository.read_document(session)
 
     registry = RegistryCache(read_registry)
+    # Exchange durations are labelled with their authority's binding, as this snapshot states it.
+    use_registry(lambda: registry.get().authorities)
     evidence = EvidenceSchemas(catalogue, limits)
     # Previews of OOTS requests live T2 (the gateway's timeout); the JSON API's, the preview TTL.
     previews = Previews(
@@ -182,6 +185,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         ),
         consent_signer=KeyConsentSigner(keys),
         integrator=integrator,
+        gauges=DomainGauges(database, lambda: registry.get().authorities, adapters.breakers, clock.now),
     )
     jobs = (
         Periodic("registry", REGISTRY_REFRESH_SECONDS, registry.refresh),

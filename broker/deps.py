@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from broker.audit.integrator import BackgroundIntegrator
 from broker.citizen.identity import Citizen
@@ -27,6 +28,7 @@ from broker.egress import EgressPolicy
 from broker.exchange.dependencies import ExchangeDependencies
 from broker.keys.store import KeyStore
 from broker.oots.gateway import EdmGateway
+from broker.ops.metrics import DomainGauges
 from broker.preview.service import Previews
 from broker.registry.service import RegistryCache
 from broker.settings import Settings
@@ -62,6 +64,8 @@ class Services:
     consent_signer: ConsentSigner
     # This process's log integrator (a background job); /readyz asks whether it makes progress.
     integrator: BackgroundIntegrator
+    # The domain gauges /metrics computes at scrape time (queues, outbox, log, breakers).
+    gauges: DomainGauges
 
 
 def services(request: Request) -> Services:
@@ -146,6 +150,10 @@ def _integrator(request: Request) -> BackgroundIntegrator:
     return services(request).integrator
 
 
+def _gauges(request: Request) -> DomainGauges:
+    return services(request).gauges
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 Db = Annotated[Database, Depends(_database)]
 ClockDep = Annotated[Clock, Depends(_clock)]
@@ -166,10 +174,18 @@ CitizenAccessDep = Annotated[CitizenAccess, Depends(_citizen_access)]
 SignedIn = Annotated[Citizen | None, Depends(_signed_in)]
 ConsentSignerDep = Annotated[ConsentSigner, Depends(_consent_signer)]
 Integrator = Annotated[BackgroundIntegrator, Depends(_integrator)]
+Gauges = Annotated[DomainGauges, Depends(_gauges)]
 
 
-def require(*roles: str) -> Callable[[Request, PrincipalCache], Principal]:
-    def dependency(request: Request, principals: Principals) -> Principal:
+# Declares the bearer scheme in the OpenAPI document (and each operation that asks for it);
+# authenticate() reads and checks the header itself, so this one never refuses.
+BEARER = HTTPBearer(auto_error=False, scheme_name="bearer", description="A client's token (`broker clients add`)")
+
+
+def require(*roles: str) -> Callable[..., Principal]:
+    def dependency(
+        request: Request, principals: Principals, _: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
+    ) -> Principal:
         return authenticate(request, principals, *roles)
 
     return dependency

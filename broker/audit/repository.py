@@ -84,6 +84,13 @@ def oldest_queued_at(session: Session) -> datetime | None:
     ).scalar_one_or_none()
 
 
+def latest_checkpoint_at(session: Session) -> datetime | None:
+    """When the newest checkpoint was signed (the largest tree size, by primary key), or None."""
+    return session.execute(
+        select(_checkpoints.c.created_at).order_by(_checkpoints.c.tree_size.desc()).limit(1)
+    ).scalar_one_or_none()
+
+
 def assign_indices(session: Session, assignments: Sequence[tuple[int, int]]) -> None:
     """Give each queued entry (seq, log index) its index."""
     if not assignments:

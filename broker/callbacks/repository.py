@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, func, select, update
 from sqlalchemy.orm import Session
 
 from broker.db.models import CallbackDelivery, Exchange
@@ -59,3 +59,11 @@ def retry_at(session: Session, exchange_id: str, due_at: datetime, error: str) -
         .where(CallbackDelivery.exchange_id == exchange_id)
         .values(due_at=due_at, last_error=error)
     )
+
+
+def pending_summary(session: Session) -> tuple[int, datetime | None]:
+    """How many deliveries wait (pending) and when the oldest of them was queued (state index)."""
+    count, oldest = session.execute(
+        select(func.count(), func.min(CallbackDelivery.created_at)).where(CallbackDelivery.state == "pending")
+    ).one()
+    return int(count), oldest

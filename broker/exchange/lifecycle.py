@@ -27,6 +27,7 @@ from broker.audit.service import EntryFacts, record
 from broker.callbacks import service as callbacks
 from broker.db.models import Exchange, LogEntry
 from broker.logging import get_logger
+from broker.ops import metrics
 from broker.problems import Problem
 
 log = get_logger(__name__)
@@ -129,6 +130,8 @@ def transition(
         entry = step(session, exchange, event, at=at, requester=requester, outcome=outcome, reason=reason)
     if to in TERMINAL:
         callbacks.enqueue(session, exchange, at)
+        # Counted once the transaction commits; the one place an exchange's end is measured.
+        metrics.exchange_ended(session, exchange, at)
         log.info("exchange_ended", exchange=exchange.id, state=to.value, reason=exchange.reason)
     return entry
 

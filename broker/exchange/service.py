@@ -30,6 +30,7 @@ from broker.exchange.lifecycle import State
 from broker.exchange.schemas import EvidenceRequestIn
 from broker.exchange.subject_check import differing_attribute, stated_idnr
 from broker.logging import get_logger
+from broker.ops import metrics
 from broker.problems import Problem
 from broker.registry.schemas import ASSURANCE_LEVELS, AuthoritySpec, EvidenceTypeSpec, PurposeSpec
 from broker.xml.hardened import XmlIntakeError
@@ -246,8 +247,8 @@ def complete(
     try:
         # The exchange's pending rows need not reach the database before the register lookup:
         # flushing them with the delivery saves a round trip on the hot path.
-        with session.no_autoflush:
-            outcome = deps.adapters.for_authority(authority, session).fetch(query)
+        with session.no_autoflush, metrics.authority_call(authority.id, authority.binding) as call:
+            outcome = call.outcome = deps.adapters.for_authority(authority, session).fetch(query)
     except Exception as error:  # a faulty adapter must end the exchange, not the request
         log.warning("adapter_error", exchange=exchange.id, authority=authority.id, error_type=type(error).__name__)
         problem = Problem(502, "authority.error", "The authority failed to answer.")

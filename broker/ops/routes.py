@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from broker.deps import Catalogue, ClockDep, Db, Integrator, Keys, MetricsReader, SettingsDep
+from broker.deps import Catalogue, ClockDep, Db, Gauges, Integrator, Keys, MetricsReader, SettingsDep
 from broker.ops import service
 from broker.problems import problem_responses
 
@@ -32,6 +32,8 @@ def readyz(
     return {"status": "ready", "checks": readiness.checks}
 
 
-@router.get("/metrics")
-def metrics(_: MetricsReader) -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+@router.get("/metrics", responses={200: {"description": "Prometheus text format", "content": {"text/plain": {}}}})
+def metrics(_: MetricsReader, gauges: Gauges) -> Response:
+    # The process's counters and histograms (HTTP, exchanges, authority calls), then the domain
+    # gauges read from the database at this scrape (broker.ops.metrics).
+    return Response(generate_latest() + gauges.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -31,6 +31,7 @@ from broker.exchange.dependencies import ExchangeDependencies
 from broker.exchange.dispatch import Adapters
 from broker.exchange.service import ExchangeResult
 from broker.logging import get_logger
+from broker.ops import metrics
 from broker.registry.schemas import AuthoritySpec
 from broker.tasks import service
 
@@ -125,7 +126,8 @@ class RemoteExchanges:
 
     def _push(self, authority: AuthoritySpec, query: EvidenceQuery) -> None:
         try:
-            outcome = self._adapters.push(authority).fetch(query)
+            with metrics.authority_call(authority.id, authority.binding) as call:
+                outcome = call.outcome = self._adapters.push(authority).fetch(query)
         except Exception as error:  # a fault of ours must still end the exchange
             log.error("push_error", exchange=query.request_id, error_type=type(error).__name__)
             outcome = AdapterOutcome.failure("authority.error", f"the push call failed ({type(error).__name__})")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from broker.db.models import AdapterTask
@@ -82,3 +82,19 @@ def close(session: Session, task_id: str, state: str, now: datetime) -> None:
         .where(AdapterTask.id == task_id)
         .values(state=state, payload=None, lease_until=None, completed_at=now)
     )
+
+
+def open_tasks(session: Session, authority_ids: Collection[str]) -> dict[str, tuple[int, datetime | None]]:
+    """Per authority: its open (pending or leased) tasks and when the oldest was queued.
+
+    Both columns of the (authority_id, state) index are constrained, so done tasks, however many,
+    are never read. Authorities without open tasks are absent.
+    """
+    if not authority_ids:
+        return {}
+    rows = session.execute(
+        select(AdapterTask.authority_id, func.count(), func.min(AdapterTask.created_at))
+        .where(AdapterTask.authority_id.in_(authority_ids), AdapterTask.state.in_(("pending", "leased")))
+        .group_by(AdapterTask.authority_id)
+    )
+    return {authority: (int(count), oldest) for authority, count, oldest in rows}

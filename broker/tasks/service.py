@@ -26,6 +26,7 @@ from adapters.signing import SignatureError, SignedMessage, load_public_key, ver
 from adapters.wire import JSON, XML, GarbageAnswer, decode_answer, media_type
 from broker.clients import repository as clients
 from broker.clients.service import Principal
+from broker.clock import as_utc
 from broker.db.models import AdapterTask, Exchange
 from broker.exchange import lifecycle
 from broker.exchange import repository as exchanges
@@ -33,6 +34,7 @@ from broker.exchange.dependencies import ExchangeDependencies
 from broker.exchange.lifecycle import State
 from broker.exchange.service import conclude
 from broker.logging import get_logger
+from broker.ops import metrics
 from broker.problems import Problem
 from broker.tasks import repository
 from broker.xml.hardened import check_well_formed
@@ -190,6 +192,9 @@ def answer(
         gone = Problem(410, "task.closed", "The exchange of this task has ended; the answer was not used.")
         return Accepted(task.id, task.exchange_id, "ended", False, None, gone)
     log.info("task_answered", task=task.id, exchange=task.exchange_id, state=finished.exchange.state)
+    # A pull authority's call lasts from queueing the task to its answer; counted if this commits.
+    authority, waited = task.authority_id, (deps.clock.now() - as_utc(task.created_at)).total_seconds()
+    metrics.after_commit(session, lambda: metrics.authority_called(authority, "pull", outcome, waited))
     refusal = None
     if finished.problem is not None and finished.problem.reason in _REFUSED:
         refusal = _refusal(task.id, finished.exchange.state, finished.problem.reason, finished.problem.detail)
