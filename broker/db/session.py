@@ -2,7 +2,8 @@
 
 SQLite (the embedded default) runs in WAL mode: readers never block the writer nor each other.
 A unit of work begins ``BEGIN IMMEDIATE`` (it takes the write lock at once, so two writers queue
-on the busy timeout instead of deadlocking on a read-to-write upgrade); a read
+instead of deadlocking on a read-to-write upgrade), after the process's earlier writers, in a
+FIFO queue (:class:`WriterQueue`; other processes' writers wait in SQLite's busy handler); a read
 (``Database.read()``, ``Database.reader``) begins a plain deferred ``BEGIN``: it takes no write
 lock, so reads never queue behind writers, and still sees one snapshot from its first query to
 its end.
@@ -14,6 +15,7 @@ That is the embedded default's trade-off; PostgreSQL is the deployment for durab
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +27,9 @@ from sqlalchemy.orm import Session, sessionmaker
 # The execution option that marks a read-only engine (Database.reader): its transactions begin
 # deferred on SQLite instead of taking the write lock.
 READ_ONLY = "broker_read_only"
+# How long a SQLite writer waits for the write lock before the transaction fails.
+SQLITE_BUSY_SECONDS = 30
+_IN_LINE = "broker_writer_ticket"
 
 
 def make_engine(database_url: str, **kwargs: Any) -> Engine:
@@ -32,9 +37,14 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
         db_path = database_url.split("///", 1)[-1]
         if db_path and db_path != ":memory:":
             Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(database_url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
+        engine = create_engine(
+            database_url, connect_args={"timeout": SQLITE_BUSY_SECONDS, "check_same_thread": False}, **kwargs
+        )
+        writers = WriterQueue()
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin)
+        event.listen(engine, "begin", writers.begin)
+        event.listen(engine, "commit", writers.end)
+        event.listen(engine, "rollback", writers.end)
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
@@ -49,18 +59,55 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
     cursor.close()
 
 
-def _sqlite_begin(connection: Any) -> None:
-    if connection.get_execution_options().get(READ_ONLY):
-        # A read takes no write lock: in WAL mode it reads its snapshot while a writer commits.
-        connection.exec_driver_sql("BEGIN")
-        return
-    # Writers take the lock at BEGIN, so two writers queue on busy_timeout instead of deadlocking
-    # on a read-to-write upgrade.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+class WriterQueue:
+    """The writers of one SQLite database in this process, in line for its write lock.
+
+    SQLite's busy handler makes a waiting writer sleep and retry (for longer and longer, up to
+    100 ms a try), so under load a writer that has waited long loses to one that just came: the
+    tail grows to seconds. Here the process's writers wait in a FIFO queue instead, and take the
+    lock when the writer before them ends; SQLite's busy handler remains for other processes.
+    A writer that waited ``SQLITE_BUSY_SECONDS`` goes ahead anyway (a write transaction nested in
+    another of the same thread, which the code does not do, then fails as it did before).
+
+    The next writer is let in at the ``commit`` event, which SQLAlchemy sends just before the
+    COMMIT: should it reach BEGIN IMMEDIATE first, SQLite's busy handler waits out the commit.
+    """
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._next_ticket = 0
+        self._serving = 0
+
+    def begin(self, connection: Any) -> None:
+        if connection.get_execution_options().get(READ_ONLY):
+            # A read takes no write lock: in WAL mode it reads its snapshot while a writer commits.
+            connection.exec_driver_sql("BEGIN")
+            return
+        with self._condition:
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            self._condition.wait_for(lambda: self._serving >= ticket, timeout=SQLITE_BUSY_SECONDS)
+        connection.info[_IN_LINE] = ticket
+        try:
+            # The lock is taken at BEGIN, so two writers queue instead of deadlocking on a
+            # read-to-write upgrade.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            self.end(connection)
+            raise
+
+    def end(self, connection: Any) -> None:
+        ticket = connection.info.pop(_IN_LINE, None)
+        if ticket is None:
+            return
+        with self._condition:
+            # Tickets end in order, but one that went ahead after the timeout may end late.
+            self._serving = max(self._serving, ticket + 1)
+            self._condition.notify_all()
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
