@@ -57,6 +57,10 @@ EVENTS = (
     # ``change`` ("keys/" and the active checkpoint key's id). From here on new checkpoints are
     # signed by that key and (if the secret changed) citizens have new pseudonyms.
     "keys_adopted",
+    # `broker keys rotate`: new checkpoint and sealing keys sign from now on; ``actor``, ``change``
+    # ("keys/" and the new checkpoint key's id, "," and the new sealing key's id). The retired
+    # keys stay in the JWKS: what they signed stays verifiable.
+    "keys_rotated",
 )
 
 

@@ -80,7 +80,10 @@ def _log_database() -> Iterator[Database]:
 def rotate() -> None:
     """Make new checkpoint and sealing keys active; the old ones stay for verification.
 
-    The new checkpoint key is recorded in the database as one of the log's keys."""
+    The new checkpoint key is recorded in the database as one of the log's keys; a logged step."""
+    from broker.audit.service import EntryFacts, record
+    from broker.clients.service import CLI_ACTOR
+
     store = KeyStore(keys_dir())
     with _log_database() as database:
         # Rotating a directory that is not this log's would record foreign keys as the log's own.
@@ -92,7 +95,10 @@ def rotate() -> None:
             raise click.ClickException(str(exc)) from exc
         try:
             with database.unit_of_work() as session:
-                fingerprints.record_rotation(session, store, datetime.now(UTC))
+                now = datetime.now(UTC)
+                fingerprints.record_rotation(session, store, now)
+                change = f"keys/{rotation.checkpoint_kid},{rotation.sealing_kid}"
+                record(session, EntryFacts(event="keys_rotated", time=now, actor=CLI_ACTOR, change=change))
         except SQLAlchemyError as exc:
             raise click.ClickException(
                 f"the keys were rotated, but the database did not record the new checkpoint key "

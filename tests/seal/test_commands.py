@@ -1,7 +1,13 @@
+import json
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import select
+
+from broker.clients.service import CLI_ACTOR
+from broker.db.models import LogEntry
+from broker.db.session import Database, make_engine
 
 from broker.keys.store import KeyStore
 from broker.seal import commands
@@ -96,6 +102,14 @@ def test_rotate_then_old_and_new_evidence_verify(keys_dir: Path, tmp_path: Path)
 
     new_kid = store.sealing_certificates()[0].kid
     assert new_kid != old_kid
+    # The rotation is a step in the log: who, and which keys sign from now on.
+    engine = make_engine(f"sqlite:///{tmp_path / 'broker.db'}")
+    with Database(engine).read() as session:
+        [entry] = [e for e in session.scalars(select(LogEntry)) if e.event == "keys_rotated"]
+        facts = json.loads(entry.body)
+    engine.dispose()
+    assert facts["actor"] == CLI_ACTOR
+    assert facts["change"] == f"keys/{store.checkpoint_key()[0].kid},{new_kid}"
     new = seal_to(tmp_path / "new.xml", store)
     result = CliRunner().invoke(evidence, ["verify", str(old), str(new)])
     assert result.exit_code == 0, result.output
