@@ -113,9 +113,17 @@ def audit() -> None:
 @click.option("--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, type=click.IntRange(min=1))
 def integrate(batch_size: int) -> None:
     """Give queued entries their log indices, extend the tree and sign a checkpoint."""
+    from broker.db.session import unit_of_work
+    from broker.keys import fingerprints
+
     settings = get_settings()
+    keys = _keys(settings)
     with _sessions(settings) as sessions:
-        result = integrate_all(sessions, _keys(settings), settings.origin, _now, batch_size=batch_size)
+        # Only the log's own keys sign its checkpoints: an empty or foreign keys directory would
+        # make new keys and fork the log. Refused as `broker serve` refuses it (KeysMismatch).
+        with unit_of_work(sessions) as session:
+            fingerprints.check(session, keys, _now())
+        result = integrate_all(sessions, keys, settings.origin, _now, batch_size=batch_size)
     click.echo(f"integrated {result.integrated} entries; tree size {result.tree_size}")
 
 

@@ -29,7 +29,9 @@ Concurrency: files are published whole (:mod:`broker.keys.files`) with ``os.link
 if the target exists, so of two processes initialising at once the first one wins and the
 other discards its keys and loads the winner's; the manifest is replaced on rotation under an
 ``flock`` on ``.lock``. Readers re-read the manifest when it changed on disk, so a rotation in
-one process is picked up by the others without a restart.
+one process is picked up by the others without a restart. A store that has loaded its keys
+never makes new ones and never takes up another broker's: should the directory lose its keys or
+hold others, it goes on with the keys it loaded (:attr:`KeyStore.replaced`, /readyz).
 """
 
 from __future__ import annotations
@@ -103,6 +105,11 @@ class Rotation:
     retired_sealing_kid: str
 
 
+def _continues(loaded: _State, found: _State) -> bool:
+    """Whether ``found`` is ``loaded`` or a rotation of it: it still holds the active keys of ``loaded``."""
+    return loaded.active_checkpoint in found.checkpoint and loaded.active_sealing in found.sealing
+
+
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
 
@@ -141,6 +148,7 @@ class KeyStore:
         self._lock = threading.Lock()
         self._state: _State | None = None
         self._manifest_stamp: tuple[int, int, int] | None = None
+        self._replaced = False
         self._pseudonym_secret = LazyPrivateFile(self.keys_dir / _PSEUDONYM_SECRET, _new_secret, _load_pseudonym_secret)
         self._request_key = LazyPrivateFile(self.keys_dir / _REQUEST_KEY, _new_request_key, _load_request_key)
         self._callback_secret = LazyPrivateFile(self.keys_dir / _CALLBACK_SECRET, _new_secret, Path.read_bytes)
@@ -151,6 +159,12 @@ class KeyStore:
     def initialised(self) -> bool:
         """Whether keys exist already; lets read-only callers avoid generating keys as a side effect."""
         return (self.keys_dir / _MANIFEST).is_file()
+
+    @property
+    def replaced(self) -> bool:
+        """Whether the directory held other keys than this store's when it last read the manifest
+        (not a rotation: the keys it signs with are gone from it); it goes on with its own meanwhile."""
+        return self._replaced
 
     @property
     def has_pseudonym_secret(self) -> bool:
@@ -263,12 +277,23 @@ class KeyStore:
     def _current(self) -> _State:
         with self._lock:
             stamp = self._stamp()
+            if stamp is None and self._state is not None:
+                # The keys were loaded and the directory has lost them since (a volume unmounted,
+                # the directory replaced by an empty one): go on with the loaded keys. New ones
+                # would sign checkpoints that fork the log (broker/keys/fingerprints.py).
+                return self._state
             if stamp is None:
                 self._initialise()
                 stamp = self._stamp()
-            if self._state is None or stamp != self._manifest_stamp:
-                self._state = self._load()
-                self._manifest_stamp = stamp
+            if self._state is not None and stamp == self._manifest_stamp:
+                return self._state
+            state = self._load()
+            self._manifest_stamp = stamp
+            # A rotation keeps the keys it retires; a manifest without the keys this store signs
+            # with is another broker's directory: go on with the loaded keys.
+            self._replaced = self._state is not None and not _continues(self._state, state)
+            if self._state is None or not self._replaced:
+                self._state = state
             return self._state
 
     def _stamp(self) -> tuple[int, int, int] | None:

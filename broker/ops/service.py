@@ -145,13 +145,18 @@ def _revision(current: frozenset[str]) -> str:
 
 
 def _keys(keys: KeyStore) -> str:
+    if not keys.initialised:
+        # The directory lost the keys since the start: this process signs on with the keys it
+        # loaded, but a restart would be refused (broker/keys/fingerprints.py).
+        return "missing"
     try:
         # Loaded once and kept; re-read only when the manifest changed on disk (a rotation).
         keys.checkpoint_key()
         keys.sealing_key()
     except Exception:
         return "unloadable"
-    return OK
+    # Other keys in the directory: the loaded ones are kept, but a restart would be refused.
+    return "replaced" if keys.replaced else OK
 
 
 def _catalogue(catalogue: SchemaCatalogue) -> str:

@@ -129,6 +129,23 @@ def test_rotation_is_seen_by_another_store_on_the_same_directory(keys_dir: Path)
     after, _ = serving.checkpoint_key()
     assert after.kid != before.kid
     assert len(serving.checkpoint_public_keys()) == 2
+    assert not serving.replaced
+
+
+def test_a_loaded_store_keeps_its_keys_when_the_directory_loses_or_swaps_them(keys_dir: Path) -> None:
+    # Under load: tests/chaos/test_keys_mismatch.py.
+    serving = KeyStore(keys_dir)
+    before, _ = serving.checkpoint_key()
+    keys_dir.rename(keys_dir.with_name("away"))
+    keys_dir.mkdir()
+    assert serving.checkpoint_key()[0].kid == before.kid
+    assert list(keys_dir.iterdir()) == []  # no keys made
+    keys_dir.rmdir()
+    KeyStore(keys_dir).checkpoint_key()  # another broker's keys
+    assert serving.checkpoint_key()[0].kid == before.kid and serving.replaced
+    keys_dir.rename(keys_dir.with_name("other"))
+    keys_dir.with_name("away").rename(keys_dir)
+    assert serving.checkpoint_key()[0].kid == before.kid and not serving.replaced
 
 
 def test_rotate_on_an_empty_directory_initialises_first(keys_dir: Path) -> None:

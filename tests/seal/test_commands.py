@@ -8,7 +8,6 @@ from sqlalchemy import select
 from broker.clients.service import CLI_ACTOR
 from broker.db.models import LogEntry
 from broker.db.session import Database, make_engine
-
 from broker.keys.store import KeyStore
 from broker.seal import commands
 from broker.seal.commands import evidence, keys
