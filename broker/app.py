@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,6 +23,7 @@ from broker.ops.routes import router as ops_router
 from broker.preview.routes import router as preview_router
 from broker.problems import install_problem_handlers
 from broker.registry.routes import router as registry_router
+from broker.rollout.routes import router as rollout_router
 from broker.settings import Settings, get_settings
 from broker.tasks.routes import router as tasks_router
 
@@ -29,6 +31,7 @@ ROUTERS = (
     exchange_router,
     consent_router,
     registry_router,
+    rollout_router,
     clients_router,
     ops_router,
     tasks_router,
@@ -43,6 +46,20 @@ ROUTERS = (
 LARGE_BODY_PATHS = ("/oots/edm", "/v1/adapter/")
 
 
+def freeze_startup_heap() -> None:
+    """Take what start-up built out of the garbage collector's way, once per process.
+
+    Modules, schemas, the registry, SQLAlchemy's metadata: they live as long as the process, yet
+    every full collection walked them all, about 140 ms with every request in flight stalled,
+    every few seconds under load (bench.exchange), which alone made the p99. Frozen, a full
+    collection walks only what came later (about 6 ms). Only the first time: a process that
+    builds many apps (the tests) must still collect the later ones.
+    """
+    if gc.get_freeze_count() == 0:
+        gc.collect()
+        gc.freeze()
+
+
 def create_app(settings: Settings | None = None, container: bootstrap.Container | None = None) -> FastAPI:
     settings = settings or get_settings()
     if problems := settings.serving_problems():
@@ -53,6 +70,7 @@ def create_app(settings: Settings | None = None, container: bootstrap.Container 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         built.start()
+        freeze_startup_heap()
         try:
             yield
         finally:

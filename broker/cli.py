@@ -36,6 +36,7 @@ class DomainCommands(click.Group):
         "evidence": "broker.seal.commands",
         "keys": "broker.seal.commands",
         "oots": "broker.oots.commands",
+        "rollout": "broker.rollout.commands",
         "schemas": "broker.xml.commands",
     }
 

@@ -7,8 +7,7 @@ on ``app.state``; a route names only the pieces it uses (``db: Db``, ``exchanges
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -26,6 +25,7 @@ from broker.consent.artefact import ConsentSigner
 from broker.db.session import Database
 from broker.egress import EgressPolicy
 from broker.exchange.dependencies import ExchangeDependencies
+from broker.exchange.slots import Slots
 from broker.keys.store import KeyStore
 from broker.oots.gateway import EdmGateway
 from broker.ops.metrics import DomainGauges
@@ -54,8 +54,9 @@ class Services:
     remote: RemoteExchanges
     gateway: EdmGateway
     # Exchange work is CPU-bound Python under one GIL: beyond a few at once, threads only convoy.
-    # Waiting (long polls, the synchronous window of remote exchanges) is not counted.
-    exchange_slots: threading.BoundedSemaphore
+    # Taken first come, first served; waiting (long polls, the synchronous window of remote
+    # exchanges) is not counted.
+    exchange_slots: Slots
     # Where outbound calls may go; registry changes check authority endpoints against it.
     egress: EgressPolicy
     # How citizens sign in (OpenID Connect, or the development sign-in).
@@ -73,67 +74,73 @@ def services(request: Request) -> Services:
     return found
 
 
-def _settings(request: Request) -> Settings:
+# The dependencies below only read what bootstrap built, so they are coroutines: FastAPI runs a
+# plain function dependency in the thread pool, and a thread hop per dependency cost more than
+# the rest of the dependency handling on the exchange's hot path. A dependency that does I/O
+# (``_signed_in``; ``require`` when the token is not known yet) stays off the event loop.
+
+
+async def _settings(request: Request) -> Settings:
     return services(request).settings
 
 
-def _database(request: Request) -> Database:
+async def _database(request: Request) -> Database:
     return services(request).database
 
 
-def _clock(request: Request) -> Clock:
+async def _clock(request: Request) -> Clock:
     return services(request).clock
 
 
-def _keys(request: Request) -> KeyStore:
+async def _keys(request: Request) -> KeyStore:
     return services(request).keys
 
 
-def _catalogue(request: Request) -> SchemaCatalogue:
+async def _catalogue(request: Request) -> SchemaCatalogue:
     return services(request).catalogue
 
 
-def _xml_limits(request: Request) -> XmlLimits:
+async def _xml_limits(request: Request) -> XmlLimits:
     return services(request).xml_limits
 
 
-def _registry(request: Request) -> RegistryCache:
+async def _registry(request: Request) -> RegistryCache:
     return services(request).registry
 
 
-def _principals(request: Request) -> PrincipalCache:
+async def _principals(request: Request) -> PrincipalCache:
     return services(request).principals
 
 
-def _evidence(request: Request) -> EvidenceSchemas:
+async def _evidence(request: Request) -> EvidenceSchemas:
     return services(request).evidence
 
 
-def _previews(request: Request) -> Previews:
+async def _previews(request: Request) -> Previews:
     return services(request).previews
 
 
-def _exchanges(request: Request) -> ExchangeDependencies:
+async def _exchanges(request: Request) -> ExchangeDependencies:
     return services(request).exchanges
 
 
-def _remote(request: Request) -> RemoteExchanges:
+async def _remote(request: Request) -> RemoteExchanges:
     return services(request).remote
 
 
-def _gateway(request: Request) -> EdmGateway:
+async def _gateway(request: Request) -> EdmGateway:
     return services(request).gateway
 
 
-def _exchange_slots(request: Request) -> threading.BoundedSemaphore:
+async def _exchange_slots(request: Request) -> Slots:
     return services(request).exchange_slots
 
 
-def _egress(request: Request) -> EgressPolicy:
+async def _egress(request: Request) -> EgressPolicy:
     return services(request).egress
 
 
-def _citizen_access(request: Request) -> CitizenAccess:
+async def _citizen_access(request: Request) -> CitizenAccess:
     return services(request).citizen
 
 
@@ -142,15 +149,15 @@ def _signed_in(request: Request) -> Citizen | None:
     return current_citizen(request, found.database, found.clock.now(), found.citizen.session_lifetime)
 
 
-def _consent_signer(request: Request) -> ConsentSigner:
+async def _consent_signer(request: Request) -> ConsentSigner:
     return services(request).consent_signer
 
 
-def _integrator(request: Request) -> BackgroundIntegrator:
+async def _integrator(request: Request) -> BackgroundIntegrator:
     return services(request).integrator
 
 
-def _gauges(request: Request) -> DomainGauges:
+async def _gauges(request: Request) -> DomainGauges:
     return services(request).gauges
 
 
@@ -167,7 +174,7 @@ PreviewsDep = Annotated[Previews, Depends(_previews)]
 Exchanges = Annotated[ExchangeDependencies, Depends(_exchanges)]
 Remote = Annotated[RemoteExchanges, Depends(_remote)]
 Gateway = Annotated[EdmGateway, Depends(_gateway)]
-ExchangeSlots = Annotated[threading.BoundedSemaphore, Depends(_exchange_slots)]
+ExchangeSlots = Annotated[Slots, Depends(_exchange_slots)]
 Egress = Annotated[EgressPolicy, Depends(_egress)]
 CitizenAccessDep = Annotated[CitizenAccess, Depends(_citizen_access)]
 # The signed-in citizen of a request to the citizen's pages, or None.
@@ -182,11 +189,11 @@ Gauges = Annotated[DomainGauges, Depends(_gauges)]
 BEARER = HTTPBearer(auto_error=False, scheme_name="bearer", description="A client's token (`broker clients add`)")
 
 
-def require(*roles: str) -> Callable[..., Principal]:
-    def dependency(
+def require(*roles: str) -> Callable[..., Awaitable[Principal]]:
+    async def dependency(
         request: Request, principals: Principals, _: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
     ) -> Principal:
-        return authenticate(request, principals, *roles)
+        return await authenticate(request, principals, *roles)
 
     return dependency
 

@@ -124,7 +124,11 @@ class World:
         authorities = [
             a.model_copy(update={"binding": binding}) if a.id == authority_id else a for a in document.authorities
         ]
-        registry = FixedRegistry(document.model_copy(update={"authorities": authorities}))
+        # Onboarded: a remote authority's routes that state no state would be pending.
+        routes = [
+            r.model_copy(update={"state": "active"}) if r.authority == authority_id else r for r in document.routes
+        ]
+        registry = FixedRegistry(document.model_copy(update={"authorities": authorities, "routes": routes}))
         self.deps = replace(self.deps, registry=registry)
 
     def request(self, idempotency_key: str | None = None, **overrides: Any) -> ExchangeResult:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from adapters.identity import given_names_match, name_key
@@ -20,18 +20,39 @@ def find_matches(session: Session, model: type[Record], register_id: str, subjec
 
     With an IDNr the IDNr decides, and any names given must agree with the entry; without one,
     family name, given name and birth date must all match (birth place narrows further if given).
+    Either way the lookup is one of the register's indexes (``ix_*_idnr``, ``ix_*_match``).
     """
-    query = select(model).where(model.register_id == register_id)
+    params: dict[str, object] = {"register_id": register_id}
     if subject.idnr:
-        query = query.where(model.idnr == subject.idnr)
+        query = _candidates(model, by_idnr=True)
+        params["idnr"] = subject.idnr
     elif subject.family_name and subject.given_name and subject.birth_date:
-        query = query.where(
-            model.family_name_key == name_key(subject.family_name), model.birth_date == subject.birth_date
-        )
+        query = _candidates(model, by_idnr=False)
+        params.update(family_name_key=name_key(subject.family_name), birth_date=subject.birth_date)
     else:
         return []
-    candidates = session.scalars(query).all()
+    candidates = session.scalars(query, params).all()
     return [c for c in candidates if _agrees(c, subject)]
+
+
+# A register's candidate lookups (see _candidates), by register table and key.
+_CANDIDATES: dict[tuple[type[RegisterEntry], bool], Select[Any]] = {}
+
+
+def _candidates(model: type[RegisterEntry], *, by_idnr: bool) -> Select[Any]:
+    """A register's candidates by IDNr, or by normalised family name and birth date, with the values
+    as parameters: built once, where building the statement per request cost more than its run."""
+    query = _CANDIDATES.get((model, by_idnr))
+    if query is None:
+        query = select(model).where(model.register_id == bindparam("register_id"))
+        if by_idnr:
+            query = query.where(model.idnr == bindparam("idnr"))
+        else:
+            query = query.where(
+                model.family_name_key == bindparam("family_name_key"), model.birth_date == bindparam("birth_date")
+            )
+        _CANDIDATES[(model, by_idnr)] = query
+    return query
 
 
 def _agrees(record: RegisterEntry, subject: Subject) -> bool:

@@ -10,7 +10,8 @@ Entry layout (canonical JSON per RFC 8785, all keys always present, absent value
 (the keyed pseudonym), ``actor`` (who made an administrative change: an admin client's name,
 or "cli"; who requested, decided or revoked a consent: the requester's name or "citizen"),
 ``change`` (what a ``registry_changed`` entry changed: ``registry``, ``authorities/ID``,
-``routes/EVIDENCE_TYPE/ARS_PREFIX``) and ``registry_before`` /
+``routes/EVIDENCE_TYPE/ARS_PREFIX``; ``authorities/ID/routes`` for a ``routes_activated`` or
+``routes_deactivated`` entry) and ``registry_before`` /
 ``registry_after`` (hex SHA-256 of the whole registry's canonical JSON, its ETag, before and
 after); version 2 added the last four. No raw personal data ever enters an entry.
 """
@@ -53,6 +54,11 @@ EVENTS = (
     "client_removed",
     # registry changes: ``actor``, ``change``, ``registry_before`` and ``registry_after``
     "registry_changed",
+    # rollout (`broker rollout onboard` once the conformance kit passed, `broker rollout
+    # deactivate`): an authority's routes made active or pending again; ``authority``, and the
+    # fields of a registry change
+    "routes_activated",
+    "routes_deactivated",
     # `broker keys adopt`: the operator made the keys directory's keys the log's keys; ``actor``,
     # ``change`` ("keys/" and the active checkpoint key's id). From here on new checkpoints are
     # signed by that key and (if the secret changed) citizens have new pseudonyms.

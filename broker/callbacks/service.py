@@ -28,7 +28,7 @@ def enqueue(session: Session, exchange: Exchange, now: datetime) -> bool:
     """Queue the callback of an ended exchange; False if it asked for none."""
     if not exchange.callback_url:
         return False
-    # The models declare no relationship, so the flush would not know the exchange row must come first.
+    # No relationship ties this row to its exchange, so the flush would not know the exchange row must come first.
     session.flush()
     repository.add(
         session,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from broker.db.models import Client, ClientPermission
@@ -14,15 +14,18 @@ def by_token_hash(session: Session, token_hash: str) -> Client | None:
     return session.scalars(select(Client).where(Client.token_hash == token_hash, Client.disabled.is_(False))).first()
 
 
+# Built once: constructing the statement cost as much as running it on this hot path.
+_STANDING = select(Client.disabled, Client.expires_at).where(
+    Client.token_hash == bindparam("token_hash"), Client.removed_at.is_(None)
+)
+
+
 def standing(connection: Connection, token_hash: str) -> Row[bool, datetime | None] | None:
     """What every authenticated request reads fresh: one lookup on the unique token-hash index.
 
     On a bare connection: an ORM session would cost about three times as much on this hot path.
     """
-    query = select(Client.disabled, Client.expires_at).where(
-        Client.token_hash == token_hash, Client.removed_at.is_(None)
-    )
-    return connection.execute(query).first()
+    return connection.execute(_STANDING, {"token_hash": token_hash}).first()
 
 
 def by_name(session: Session, name: str) -> Client | None:

@@ -26,7 +26,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -118,6 +118,23 @@ class Route(Base):
     evidence_type_id: Mapped[str] = mapped_column(ForeignKey("evidence_types.id", ondelete="CASCADE"))
     ars_prefix: Mapped[str] = mapped_column(String(12))
     authority_id: Mapped[str] = mapped_column(ForeignKey("authorities.id", ondelete="CASCADE"), index=True)
+    # active | pending (migration 0011): only active routes route; a pending one waits for its
+    # authority to pass the conformance kit (`broker rollout onboard`). Routes stored before
+    # 0011 routed, so they are active.
+    state: Mapped[str] = mapped_column(String(10), default="active", server_default="active")
+
+
+class Office(Base):
+    """A municipal office the rollout covers (registry section ``offices``, migration 0011): an
+    Amt, an amtsfreie Gemeinde or a kreisfreie Stadt, by its Regionalschlüssel."""
+
+    __tablename__ = "offices"
+
+    ars: Mapped[str] = mapped_column(String(12), primary_key=True)
+    name: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(30))  # amt | amtsfreie_gemeinde | kreisfreie_stadt
+    # The name of its Kreis (a kreisfreie Stadt's own); the Kreis key is the ARS's first 5 digits.
+    kreis: Mapped[str] = mapped_column(String(300))
 
 
 class RegistryHistory(Base):
@@ -176,7 +193,12 @@ class ClientPermission(Base):
 
 class Exchange(Base):
     __tablename__ = "exchanges"
-    __table_args__ = (UniqueConstraint("requester_id", "idempotency_key"),)
+    __table_args__ = (
+        UniqueConstraint("requester_id", "idempotency_key"),
+        # The rollout matrix's per authority × evidence type questions (migration 0011): the last
+        # delivery, and the exchanges that ended in a window (ended exchanges change no more).
+        Index("ix_exchanges_authority_outcomes", "authority_id", "evidence_type_id", "state", "updated_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     requester_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), index=True)
@@ -209,6 +231,11 @@ class Exchange(Base):
     evidence_digest: Mapped[str | None] = mapped_column(String(64))
     # Log sequence number of the entry that records delivery, for the receipt.
     delivery_log_seq: Mapped[int | None] = mapped_column(BigId)
+    # That entry as an object (no foreign key in the schema): the flush then inserts the entry
+    # first and the exchange's row with its seq, instead of an UPDATE of the row afterwards.
+    delivery_entry: Mapped[LogEntry | None] = relationship(
+        primaryjoin="foreign(Exchange.delivery_log_seq) == LogEntry.seq"
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -293,6 +320,28 @@ class CitizenSignOut(Base):
 
     session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     until: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+# --- rollout --------------------------------------------------------------------------------
+
+
+class ConformanceRun(Base):
+    """One run of the conformance kit against an authority by ``broker rollout onboard``
+    (migration 0011): whether it passed, when, and each case's verdict. Runs are history: they
+    stay when the authority leaves the registry."""
+
+    __tablename__ = "conformance_runs"
+    __table_args__ = (Index("ix_conformance_runs_authority_finished", "authority_id", "finished_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    authority_id: Mapped[str] = mapped_column(String(100))
+    binding: Mapped[str] = mapped_column(String(20))  # the binding that was checked
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    passed: Mapped[bool] = mapped_column(Boolean)
+    actor: Mapped[str] = mapped_column(String(200))
+    # The kit's lines: [{"case", "verdict" (PASS | FAIL | SKIP), "detail"}], in the kit's words.
+    results: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
 
 
 # --- keys -----------------------------------------------------------------------------------

@@ -29,6 +29,8 @@ from sqlalchemy.orm import Session, sessionmaker
 READ_ONLY = "broker_read_only"
 # How long a SQLite writer waits for the write lock before the transaction fails.
 SQLITE_BUSY_SECONDS = 30
+# A PostgreSQL connection older than this is replaced at its next checkout (see make_engine).
+POOL_RECYCLE_SECONDS = 600
 _IN_LINE = "broker_writer_ticket"
 
 
@@ -48,7 +50,13 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
-    kwargs.setdefault("pool_pre_ping", True)
+    # No ping per checkout: it was a round trip on every transaction. A connection the server
+    # dropped (a restart, a failover) fails its next statement instead; SQLAlchemy recognises the
+    # disconnect and invalidates the whole pool, the request answers 503 storage.unavailable
+    # (broker.problems) and the next ones connect afresh. Recycling bounds a connection's age, so
+    # one a firewall or pooler silently dropped while idle is replaced before it is used again.
+    kwargs.setdefault("pool_pre_ping", False)
+    kwargs.setdefault("pool_recycle", POOL_RECYCLE_SECONDS)
     return create_engine(database_url, **kwargs)
 
 
@@ -144,6 +152,15 @@ class Database:
         self.sessions = make_session_factory(engine)
         # The same pool, marked read-only: on SQLite its transactions take no write lock.
         self.reader = engine.execution_options(**{READ_ONLY: True})
+        # One read statement on its own: on PostgreSQL outside any transaction, so it costs one
+        # round trip instead of BEGIN, the statement and ROLLBACK. SQLite keeps its deferred read
+        # transaction (no round trips there; its driver would BEGIN by itself after an
+        # AUTOCOMMIT connection is reset).
+        self.single_reads = (
+            self.reader.execution_options(isolation_level="AUTOCOMMIT")
+            if engine.dialect.name == "postgresql"
+            else self.reader
+        )
         self._read_sessions = make_session_factory(self.reader)
         event.listen(self._read_sessions, "before_flush", _refuse_writes)
 

@@ -50,7 +50,10 @@ class EvidenceCheck(Protocol):
 
 
 class Sealer(Protocol):
-    def seal(self, evidence: bytes) -> bytes: ...
+    def seal(self, evidence: bytes | etree._Element) -> bytes:
+        """The sealed document, from its bytes or from the root the check parsed (sealing works on
+        a copy and leaves that tree as it is, so the document is not parsed a second time)."""
+        ...
 
 
 class Pseudonyms(Protocol):

@@ -288,7 +288,7 @@ def conclude(
                 if exchange.preview:
                     hold_for_preview(session, deps, exchange, requester, outcome.evidence)
                 else:
-                    deliver(session, deps, exchange, requester, outcome.evidence)
+                    deliver(session, deps, exchange, requester, root)
                 return None
     lifecycle.transition(session, exchange, State.FAILED, at=deps.clock.now(), requester=requester, problem=problem)
     return problem
@@ -365,8 +365,11 @@ def _problem_of_outcome(outcome: AdapterOutcome) -> Problem | None:
     return None
 
 
-def deliver(session: Session, deps: ExchangeDependencies, exchange: Exchange, requester: str, evidence: bytes) -> None:
-    """Seal the checked evidence and deliver it; the delivery entry's seq is kept for the receipt."""
+def deliver(
+    session: Session, deps: ExchangeDependencies, exchange: Exchange, requester: str, evidence: bytes | etree._Element
+) -> None:
+    """Seal the checked evidence (its bytes, or the root the check parsed) and deliver it; the
+    delivery entry's seq is kept for the receipt."""
     sealed = deps.sealer.seal(evidence)
     now = deps.clock.now()
     exchange.evidence = sealed
@@ -374,8 +377,9 @@ def deliver(session: Session, deps: ExchangeDependencies, exchange: Exchange, re
     exchange.expires_at = now + deps.retention
     entry = lifecycle.transition(session, exchange, State.DELIVERED, at=now, requester=requester)
     assert entry is not None
+    # The flush writes the entry, then the exchange's row with the entry's seq in it.
+    exchange.delivery_entry = entry
     session.flush()
-    exchange.delivery_log_seq = entry.seq
 
 
 def hold_for_preview(

@@ -90,6 +90,9 @@ class Previews:
     def open(self, session: Session, exchange: Exchange) -> datetime:
         """Open the preview of a held exchange (``ExchangeDependencies.open_preview``); returns its expiry."""
         expires_at = self.clock.now() + self.channel_ttl.get(exchange.channel, self.ttl)
+        # No relationship ties a preview to its exchange, so the flush would not know the
+        # exchange row must come first.
+        session.flush()
         repository.add(
             session,
             Preview(

@@ -5,18 +5,21 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
-from sqlalchemy import delete, func, or_, select, text
+from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from broker.db.models import Authority, EvidenceType, LegalBasis, Purpose, RegistryHistory, Route
+from broker.db.models import Authority, EvidenceType, LegalBasis, Office, Purpose, RegistryHistory, Route
 from broker.registry.schemas import (
     AuthoritySpec,
     EvidenceTypeSpec,
     LegalBasisSpec,
+    OfficeSpec,
     PurposeSpec,
     RegistryDocument,
     RouteSpec,
+    RouteState,
     SubjectPaths,
+    with_route_states,
 )
 
 # pg_advisory_xact_lock takes a bigint; derived from a name, like the integrator's.
@@ -40,6 +43,7 @@ def read_document(session: Session) -> RegistryDocument:
     legal_bases = session.scalars(select(LegalBasis).order_by(LegalBasis.id)).all()
     authorities = session.scalars(select(Authority).order_by(Authority.id)).all()
     routes = session.scalars(select(Route).order_by(Route.evidence_type_id, Route.ars_prefix)).all()
+    offices = session.scalars(select(Office).order_by(Office.ars)).all()
     return RegistryDocument.model_construct(
         evidence_types=[
             EvidenceTypeSpec.model_construct(
@@ -83,15 +87,20 @@ def read_document(session: Session) -> RegistryDocument:
         ],
         routes=[
             RouteSpec.model_construct(
-                evidence_type=r.evidence_type_id, ars_prefix=r.ars_prefix, authority=r.authority_id
+                evidence_type=r.evidence_type_id, ars_prefix=r.ars_prefix, authority=r.authority_id, state=r.state
             )
             for r in routes
         ],
+        offices=[OfficeSpec.model_construct(ars=o.ars, name=o.name, kind=o.kind, kreis=o.kreis) for o in offices],
     )
 
 
 def replace_document(session: Session, document: RegistryDocument) -> None:
+    """Store the document as the whole registry; a route that does not state its state gets the
+    one ``schemas.route_state`` gives it."""
+    document = with_route_states(document, route_states(session))
     session.execute(delete(Route))
+    session.execute(delete(Office))
     # Vocabularies are replaced whole (nothing refers to their rows), so a name or citation that
     # moves from one entry to another never meets itself in the unique index.
     session.execute(delete(Purpose))
@@ -113,24 +122,45 @@ def replace_document(session: Session, document: RegistryDocument) -> None:
     for a in document.authorities:
         upsert_authority(session, a)
     session.flush()
-    for r in document.routes:
-        add_route(session, r)
+    session.add_all(_route_row(r) for r in document.routes)
+    session.add_all(Office(**office.model_dump()) for office in document.offices)
 
 
 def upsert_authority(session: Session, spec: AuthoritySpec) -> None:
     session.merge(Authority(**spec.model_dump()))
 
 
-def add_route(session: Session, spec: RouteSpec) -> Route:
-    existing = session.scalars(
-        select(Route).where(Route.evidence_type_id == spec.evidence_type, Route.ars_prefix == spec.ars_prefix)
-    ).first()
-    if existing is not None:
-        existing.authority_id = spec.authority
-        return existing
-    route = Route(evidence_type_id=spec.evidence_type, ars_prefix=spec.ars_prefix, authority_id=spec.authority)
-    session.add(route)
-    return route
+def add_route(session: Session, spec: RouteSpec) -> None:
+    """Add or replace the route of its type and prefix; ``spec`` states its state."""
+    # Route states change through UPDATE statements, like every state column outside the exchange.
+    replaced = session.execute(
+        update(Route)
+        .where(Route.evidence_type_id == spec.evidence_type, Route.ars_prefix == spec.ars_prefix)
+        .values(authority_id=spec.authority, state=spec.state)
+    )
+    if not replaced.rowcount:  # type: ignore[attr-defined]
+        session.add(_route_row(spec))
+
+
+def _route_row(spec: RouteSpec) -> Route:
+    assert spec.state is not None, "a stored route states its state (schemas.route_state)"
+    return Route(
+        evidence_type_id=spec.evidence_type, ars_prefix=spec.ars_prefix, authority_id=spec.authority, state=spec.state
+    )
+
+
+def route_states(session: Session) -> dict[tuple[str, str], tuple[str, str]]:
+    """(evidence type, ARS prefix) → (authority id, state) of every stored route."""
+    rows = session.execute(select(Route.evidence_type_id, Route.ars_prefix, Route.authority_id, Route.state))
+    return {(t, prefix): (authority, state) for t, prefix, authority, state in rows}
+
+
+def set_route_states(session: Session, authority_id: str, state: RouteState) -> int:
+    """Put every route of the authority in ``state``; returns how many changed."""
+    result = session.execute(
+        update(Route).where(Route.authority_id == authority_id, Route.state != state).values(state=state)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def delete_route(session: Session, evidence_type: str, ars_prefix: str) -> bool:

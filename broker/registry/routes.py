@@ -67,8 +67,10 @@ def replace_registry(
             egress=egress,
             allow_empty=allow_empty,
         )
+        # As stored: the routes that stated no state show the one they got.
+        stored = repository.read_document(session)
     registry.refresh()
-    return _tagged(body, etag)
+    return _tagged(stored, etag)
 
 
 @router.post("/rollback", response_model=RegistryDocument, responses=problem_responses(401, 403, 409, 412, 422, 428))
@@ -128,9 +130,9 @@ def put_route(
     body: RouteSpec, admin: Admin, db: Db, registry: Registry, clock: ClockDep, if_match: IfMatch = None
 ) -> JSONResponse:
     with db.unit_of_work() as session:
-        etag = service.put_route(session, body, actor=admin.name, now=clock.now(), if_match=if_match)
+        route = service.put_route(session, body, actor=admin.name, now=clock.now(), if_match=if_match)
     registry.refresh()
-    return _tagged(body, etag)
+    return _tagged(route, service.digest(route))
 
 
 @router.delete("/routes", status_code=204, responses=RESPONSES)

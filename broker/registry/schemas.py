@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Literal, get_args
 
 from lxml import etree
@@ -242,12 +243,44 @@ class AuthoritySpec(ApiModel):
         return self
 
 
+# Only an active route routes; a pending one waits for its authority to pass the conformance kit
+# (`broker rollout onboard`).
+RouteState = Literal["active", "pending"]
+
+
 class RouteSpec(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
     evidence_type: str = Field(min_length=1, max_length=200)
     ars_prefix: ArsPrefix
     authority: str = Field(min_length=1, max_length=100)
+    # Unstated (None), the write decides (``registry.service.route_state``): the state the same
+    # route to the same authority has already, else active for an in-process authority and
+    # pending for a remote one. Read back, a route always states it.
+    state: RouteState | None = None
+
+
+OfficeKind = Literal["amt", "amtsfreie_gemeinde", "kreisfreie_stadt"]
+
+
+class OfficeSpec(ApiModel):
+    """A municipal office the rollout covers: its area is an ARS prefix (routes resolve for it
+    like for a request's jurisdiction), its Kreis the ARS's first 5 digits."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ars: ArsPrefix
+    name: str = Field(min_length=1, max_length=300)
+    kind: OfficeKind
+    # The name of its Kreis (for a kreisfreie Stadt, its own), as the rollout report groups it.
+    kreis: str = Field(min_length=1, max_length=300)
+
+    @field_validator("ars")
+    @classmethod
+    def _within_a_kreis(cls, value: str) -> str:
+        if len(value) < 5:
+            raise ValueError("an office's ARS names at least its Kreis (5 digits)")
+        return value
 
 
 class RegistryDocument(ApiModel):
@@ -258,6 +291,8 @@ class RegistryDocument(ApiModel):
     legal_bases: list[LegalBasisSpec] = []
     authorities: list[AuthoritySpec] = []
     routes: list[RouteSpec] = []
+    # The offices the rollout matrix covers (`broker rollout status`); routing does not read them.
+    offices: list[OfficeSpec] = []
 
     @model_validator(mode="after")
     def _entries_unique(self) -> RegistryDocument:
@@ -302,6 +337,53 @@ class RegistryDocument(ApiModel):
                 raise ValueError(f"duplicate route for {route.evidence_type} at {route.ars_prefix!r}")
             seen.add(key)
         return self
+
+    @model_validator(mode="after")
+    def _offices_apart(self) -> RegistryDocument:
+        # Offices are disjoint areas: one inside another would count its cells twice.
+        areas = sorted(office.ars for office in self.offices)
+        for outer, inner in zip(areas, areas[1:], strict=False):
+            if inner.startswith(outer):
+                what = "duplicate office" if inner == outer else f"office {inner!r} lies within office"
+                raise ValueError(f"{what} {outer!r}")
+        kreise: dict[str, str] = {}
+        for office in self.offices:
+            if kreise.setdefault(office.ars[:5], office.kreis) != office.kreis:
+                raise ValueError(
+                    f"office {office.ars!r}: Kreis {office.ars[:5]} is named both {kreise[office.ars[:5]]!r} "
+                    f"and {office.kreis!r}"
+                )
+        return self
+
+
+# (evidence type, ARS prefix) → (authority id, state) of the routes stored already.
+StoredRoutes = Mapping[tuple[str, str], tuple[str, str]]
+
+
+def route_state(route: RouteSpec, binding: str | None, stored: tuple[str, str] | None) -> RouteState:
+    """The state a route is stored in: the one it states; else the state of the same route to
+    the same authority stored already (reloading a file keeps what onboarding activated); else
+    active for an in-process authority and pending for a remote one, which routes only once it
+    has passed the conformance kit."""
+    if route.state is not None:
+        return route.state
+    if stored is not None and stored[0] == route.authority:
+        return "active" if stored[1] == "active" else "pending"
+    return "active" if binding == "in_process" else "pending"
+
+
+def with_route_states(document: RegistryDocument, stored: StoredRoutes) -> RegistryDocument:
+    """The document with every route stating its state (``route_state``)."""
+    bindings = {a.id: a.binding for a in document.authorities}
+    routes = [
+        r
+        if r.state is not None
+        else r.model_copy(
+            update={"state": route_state(r, bindings.get(r.authority), stored.get((r.evidence_type, r.ars_prefix)))}
+        )
+        for r in document.routes
+    ]
+    return document.model_copy(update={"routes": routes})
 
 
 def _refuse_duplicates(section: str, ids: list[str]) -> None:

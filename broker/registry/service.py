@@ -15,6 +15,10 @@ what, with the digests of the whole registry before and after.
 A whole replacement is never accidental: the document states every section (``[]`` for none),
 one that leaves no evidence types, authorities or routes needs ``allow_empty``, and the document
 it replaces is kept (``registry_history``), so ``rollback_registry`` can restore it.
+
+Only active routes route: a pending route (``schemas.route_state``: a new route to a remote
+authority, unless it states otherwise) is as if it were not there until ``set_route_states``
+activates it (``broker rollout onboard``, once the authority passed the conformance kit).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import hashlib
 import threading
 import tomllib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -42,6 +46,9 @@ from broker.registry.schemas import (
     PurposeSpec,
     RegistryDocument,
     RouteSpec,
+    RouteState,
+    route_state,
+    with_route_states,
 )
 
 
@@ -49,24 +56,41 @@ from broker.registry.schemas import (
 class RegistrySnapshot:
     evidence_types: dict[str, EvidenceTypeSpec]
     authorities: dict[str, AuthoritySpec]
-    # evidence type → ARS prefix → authority id
+    # evidence type → ARS prefix → authority id, of the active routes: the ones that route
     routes: dict[str, dict[str, str]]
     # Vocabularies, each under its id and under its exact name (purposes) or citation (legal bases).
     purposes: dict[str, PurposeSpec]
     legal_bases: dict[str, LegalBasisSpec]
+    # evidence type → ARS prefix → authority id, of the pending routes (they route nothing)
+    pending: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @classmethod
     def from_document(cls, document: RegistryDocument) -> RegistrySnapshot:
         routes: dict[str, dict[str, str]] = {t.id: {} for t in document.evidence_types}
-        for route in document.routes:
-            routes.setdefault(route.evidence_type, {})[route.ars_prefix] = route.authority
+        pending: dict[str, dict[str, str]] = {}
+        # A document that never was stored (a fixed registry) gets the states a write would give.
+        for route in with_route_states(document, {}).routes:
+            into = routes if route.state == "active" else pending
+            into.setdefault(route.evidence_type, {})[route.ars_prefix] = route.authority
         return cls(
             evidence_types={t.id: t for t in document.evidence_types},
             authorities={a.id: a for a in document.authorities},
             routes=routes,
             purposes={key: p for p in document.purposes for key in (p.name, p.id)},
             legal_bases={key: b for b in document.legal_bases for key in (b.citation, b.id)},
+            pending=pending,
         )
+
+    def activating(self, authority_id: str) -> RegistrySnapshot:
+        """The registry as it will be once the authority's pending routes are active (what the
+        conformance kit routes by before an onboarding)."""
+        routes = {t: dict(prefixes) for t, prefixes in self.routes.items()}
+        pending: dict[str, dict[str, str]] = {}
+        for evidence_type, prefixes in self.pending.items():
+            for prefix, authority in prefixes.items():
+                into = routes if authority == authority_id else pending
+                into.setdefault(evidence_type, {})[prefix] = authority
+        return replace(self, routes=routes, pending=pending)
 
     def purpose(self, reference: str) -> PurposeSpec | None:
         """The purpose a request or grant names, by id or by its exact name; None if unregistered."""
@@ -319,20 +343,23 @@ def put_authority(
     return digest(spec)
 
 
-def put_route(session: Session, spec: RouteSpec, *, actor: str, now: datetime, if_match: str | None) -> str:
+def put_route(session: Session, spec: RouteSpec, *, actor: str, now: datetime, if_match: str | None) -> RouteSpec:
     """Add a route, or replace the one of its type and prefix (then ``if_match`` must hold its
-    ETag); returns its new ETag."""
+    ETag); returns the route as stored (its state decided where it states none: ``route_state``)."""
     before = _locked_document(session)
     if not any(t.id == spec.evidence_type for t in before.evidence_types):
         raise Problem(422, "evidence_type.unknown", f"Unknown evidence type {spec.evidence_type!r}.")
-    if not any(a.id == spec.authority for a in before.authorities):
+    authority = next((a for a in before.authorities if a.id == spec.authority), None)
+    if authority is None:
         raise Problem(422, "authority.unknown", f"Unknown authority {spec.authority!r}.")
     current = _route(before, spec.evidence_type, spec.ars_prefix)
     what = f"The route of {spec.evidence_type} at {spec.ars_prefix!r}"
     _precondition(what, digest(current) if current is not None else None, if_match)
+    stored = (current.authority, current.state or "active") if current is not None else None
+    spec = spec.model_copy(update={"state": route_state(spec, authority.binding, stored)})
     repository.add_route(session, spec)
     _record_change(session, f"routes/{spec.evidence_type}/{spec.ars_prefix}", before, actor=actor, now=now)
-    return digest(spec)
+    return spec
 
 
 def delete_route(session: Session, evidence_type: str, ars_prefix: str, *, actor: str, now: datetime) -> None:
@@ -340,6 +367,30 @@ def delete_route(session: Session, evidence_type: str, ars_prefix: str, *, actor
     if not repository.delete_route(session, evidence_type, ars_prefix):
         raise Problem(404, "route.not_found", f"No route for {evidence_type} at {ars_prefix!r}.")
     _record_change(session, f"routes/{evidence_type}/{ars_prefix}", before, actor=actor, now=now)
+
+
+# The log event of putting an authority's routes in a state.
+ROUTE_STATE_EVENTS: dict[RouteState, str] = {"active": "routes_activated", "pending": "routes_deactivated"}
+
+
+def set_route_states(session: Session, authority_id: str, state: RouteState, *, actor: str, now: datetime) -> int:
+    """Put every route of the authority in ``state``; returns how many changed. A change is a
+    ``routes_activated`` or ``routes_deactivated`` log entry naming the authority, who, and the
+    registry's digests before and after; no change, no entry."""
+    before = _locked_document(session)
+    authority_of(before, authority_id)
+    changed = repository.set_route_states(session, authority_id, state)
+    if changed:
+        _record_change(
+            session,
+            f"authorities/{authority_id}/routes",
+            before,
+            actor=actor,
+            now=now,
+            event=ROUTE_STATE_EVENTS[state],
+            authority=authority_id,
+        )
+    return changed
 
 
 def route_of(document: RegistryDocument, evidence_type: str, ars_prefix: str) -> RouteSpec:
@@ -394,7 +445,16 @@ def _record_replacement(session: Session, change: str, before: RegistryDocument,
     return digest_after
 
 
-def _record_change(session: Session, change: str, before: RegistryDocument, *, actor: str, now: datetime) -> str:
+def _record_change(
+    session: Session,
+    change: str,
+    before: RegistryDocument,
+    *,
+    actor: str,
+    now: datetime,
+    event: str = "registry_changed",
+    authority: str | None = None,
+) -> str:
     """Log who changed what, with the digests of the registry before and after (none for a no-op);
     returns the digest after."""
     session.flush()
@@ -403,8 +463,9 @@ def _record_change(session: Session, change: str, before: RegistryDocument, *, a
         record(
             session,
             EntryFacts(
-                event="registry_changed",
+                event=event,
                 time=now,
+                authority=authority,
                 actor=actor,
                 change=change,
                 registry_before=digest_before,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from lxml import etree
+
 from broker.keys.store import KeyStore
 from broker.seal.xades import seal_evidence
 
@@ -12,7 +14,7 @@ class KeySealer:
     def __init__(self, keys: KeyStore) -> None:
         self._keys = keys
 
-    def seal(self, evidence: bytes) -> bytes:
+    def seal(self, evidence: bytes | etree._Element) -> bytes:
         private_key, certificate = self._keys.sealing_key()
         return seal_evidence(evidence, private_key, certificate)
 
@@ -25,6 +27,8 @@ class FakeSealer:
     def __init__(self) -> None:
         self.sealed: list[bytes] = []
 
-    def seal(self, evidence: bytes) -> bytes:
+    def seal(self, evidence: bytes | etree._Element) -> bytes:
+        if not isinstance(evidence, bytes):
+            evidence = bytes(etree.tostring(evidence, xml_declaration=True, encoding="UTF-8"))
         self.sealed.append(evidence)
         return evidence + self.MARK

@@ -15,6 +15,9 @@ intake directly:
 * bad signature — push: a request signed with a foreign key is refused by the authority; pull: a
   result signed with a foreign key is refused by the broker. In-process adapters exchange no
   signed messages: the case is reported ``SKIP``.
+
+The kit's exchanges route as if the authority's pending routes were active: an authority is
+checked before ``broker rollout onboard`` activates them.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -40,11 +43,12 @@ from broker.db.models import Exchange
 from broker.db.session import Database
 from broker.exchange import lifecycle
 from broker.exchange import repository as exchange_repository
-from broker.exchange.dependencies import ExchangeDependencies
+from broker.exchange.dependencies import ExchangeDependencies, RegistrySource
 from broker.exchange.dispatch import Adapters
 from broker.exchange.schemas import EvidenceRequestIn, SubjectIn
 from broker.exchange.service import request_evidence
 from broker.registry.schemas import AuthoritySpec
+from broker.registry.service import RegistrySnapshot
 from broker.tasks import repository as tasks_repository
 from broker.tasks import service
 from broker.tasks.remote import RemoteExchanges
@@ -77,6 +81,17 @@ class CaseResult:
         return f"{self.verdict:<4}  {self.case:<18}  {self.detail}"
 
 
+class Activating:
+    """A registry in which one authority's pending routes are active."""
+
+    def __init__(self, source: RegistrySource, authority_id: str) -> None:
+        self._source = source
+        self._authority_id = authority_id
+
+    def get(self) -> RegistrySnapshot:
+        return self._source.get().activating(self._authority_id)
+
+
 @dataclass
 class Ended:
     state: str
@@ -96,7 +111,7 @@ class Battery:
         wait_seconds: float = 30.0,
     ) -> None:
         self.database = database
-        self.deps = deps
+        self.deps = replace(deps, registry=Activating(deps.registry, authority.id))
         self.adapters = adapters
         self.remote = remote
         self.authority = authority

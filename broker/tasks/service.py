@@ -57,7 +57,7 @@ class Finished:
 
 
 def enqueue(session: Session, query: EvidenceQuery, now: datetime) -> AdapterTask:
-    # The models declare no relationship, so the flush would not know the exchange row must come first.
+    # No relationship ties this row to its exchange, so the flush would not know the exchange row must come first.
     session.flush()
     return repository.add(
         session,

@@ -388,7 +388,8 @@ def add_push_authority(broker: LiveBroker, admin: str, suffix: str, endpoint: st
     }
     with broker.client(admin) as client:
         assert client.put(f"/v1/admin/registry/authorities/{authority_id}", json=authority).status_code == 200
-        route = {"evidence_type": GEBURT, "ars_prefix": "16" + prefix, "authority": authority_id}
+        # Active at once: a new route to a remote authority is pending until it is onboarded.
+        route = {"evidence_type": GEBURT, "ars_prefix": "16" + prefix, "authority": authority_id, "state": "active"}
         assert client.put("/v1/admin/registry/routes", json=route).status_code == 200
     return authority_id
 

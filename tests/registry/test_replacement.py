@@ -77,7 +77,12 @@ def test_a_document_states_every_section(database: Database) -> None:
         replace(database, {"authorities": [], "routes": []})
     assert (nothing.value.status, nothing.value.reason) == (422, "registry.sections_missing")
     assert [e["field"] for e in nothing.value.extensions["errors"]] == list(service.SECTIONS)
-    assert [e["field"] for e in partial.value.extensions["errors"]] == ["evidence_types", "purposes", "legal_bases"]
+    assert [e["field"] for e in partial.value.extensions["errors"]] == [
+        "evidence_types",
+        "purposes",
+        "legal_bases",
+        "offices",
+    ]
     assert current_etag(database) == before
 
 

@@ -129,9 +129,9 @@ def push_authority(broker: LiveBroker, admin: str, endpoint_url: str) -> httpx.R
 def route_to(broker: LiveBroker, admin: str, authority_id: str) -> str:
     """Route Meldebescheinigungen of a Gemeinde of its own to the authority; returns that ARS."""
     ars = f"130049{uuid.uuid4().int % 10**6:06d}"
+    # Active at once: a new route to a remote authority is pending until it is onboarded.
+    route = {"evidence_type": MELDE, "ars_prefix": ars, "authority": authority_id, "state": "active"}
     with broker.client(admin) as client:
-        answer = client.put(
-            "/v1/admin/registry/routes", json={"evidence_type": MELDE, "ars_prefix": ars, "authority": authority_id}
-        )
+        answer = client.put("/v1/admin/registry/routes", json=route)
     assert answer.status_code in (200, 201), answer.text
     return ars

@@ -290,7 +290,7 @@ def test_admin_api_manages_clients(live_broker: LiveBroker, admin: tuple[str, st
         ("GET", "/v1/admin/clients/bad%00name", None, 422, "request.invalid"),
         ("POST", "/v1/admin/clients", {"name": "x y", "role": "requester"}, 422, "request.invalid"),
         ("POST", "/v1/admin/clients", {"name": "x", "role": "requester", "token": "mine"}, 422, "request.invalid"),
-        ("POST", "/v1/admin/clients", {"name": "x", "role": "superuser"}, 422, "client.invalid"),
+        ("POST", "/v1/admin/clients", {"name": "x", "role": "superuser"}, 422, "request.invalid"),
         ("POST", "/v1/admin/clients", {"name": "x", "role": "adapter"}, 422, "client.invalid"),
         ("POST", "/v1/admin/clients", {"name": "x", "role": "auditor", "expires_in_days": 10**20}, 422, None),
         (

@@ -175,6 +175,7 @@ def test_authority_endpoints_are_checked_when_written(production: LiveBroker, pr
             "legal_bases": [],
             "authorities": [good, bad],
             "routes": [],
+            "offices": [],
         }
         answer = client.put(
             "/v1/admin/registry", json=replacement, params={"allow_empty": "true"}, headers={"If-Match": "*"}

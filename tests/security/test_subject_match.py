@@ -198,7 +198,8 @@ def register(
     with broker.client(admin) as client:
         added = client.put(f"/v1/admin/registry/authorities/{authority_id}", json=spec)
         assert added.status_code == 200, added.text
-        route = {"evidence_type": MELDE, "ars_prefix": ars, "authority": authority_id}
+        # Active at once: a new route to a remote authority is pending until it is onboarded.
+        route = {"evidence_type": MELDE, "ars_prefix": ars, "authority": authority_id, "state": "active"}
         assert client.put("/v1/admin/registry/routes", json=route).status_code == 200
     return authority_id, ars
 

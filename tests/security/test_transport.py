@@ -169,7 +169,7 @@ def test_a_json_body_over_the_limit_is_refused_and_one_under_it_is_read(
     live_broker: LiveBroker, requester: str
 ) -> None:
     with live_broker.client(requester) as client:
-        over = client.post("/v1/evidence-requests", json=request_body(purpose="x" * (64 * 1024)))
+        over = client.post("/v1/evidence-requests", json=request_body(purpose="x" * (128 * 1024)))
         under = client.post("/v1/evidence-requests", json=request_body())
     assert (over.status_code, over.json()["reason"]) == (413, "request.too_large")
     assert under.status_code == 200, under.text
