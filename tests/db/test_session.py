@@ -97,7 +97,8 @@ def test_a_writer_that_rolls_back_lets_the_next_in(tmp_path: Path) -> None:
     fail_now.set()
     failed.join(10)
     waiting.join(10)
-    assert outcome == ["rolled back", "next committed"]
+    # (which of the two threads appends first after the rollback is a race of their own)
+    assert sorted(outcome) == ["next committed", "rolled back"]
     with db.read() as session:
         assert session.execute(text("SELECT writer FROM marks")).scalars().all() == ["next"]
     db.dispose()
