@@ -40,6 +40,7 @@ $(BROWSER_TESTS)/node_modules/.installed: $(BROWSER_TESTS)/package-lock.json $(B
 	fi
 
 test: $(VENV)/.installed $(BROWSER_TESTS)/node_modules/.installed
+	tools/install-test-packages
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed
