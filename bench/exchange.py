@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -135,6 +137,31 @@ def seeded_requester(database_url: str) -> str:
     return token
 
 
+def broker_env(database_url: str, keys_dir: str) -> dict[str, str]:
+    """The environment of a benchmarked broker: its database and keys, quiet, this checkout importable."""
+    return {
+        **os.environ,
+        "BROKER_DATABASE_URL": database_url,
+        "BROKER_KEYS_DIR": keys_dir,
+        "BROKER_LOG_LEVEL": "warning",
+        "BROKER_ENV": "development",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
+
+
+@contextlib.contextmanager
+def postgres_broker() -> Iterator[tuple[dict[str, str], str]]:
+    """A throwaway seeded PostgreSQL database (on ``BROKER_TEST_POSTGRES_URL``'s server) with one
+    requester: a broker's environment for it and the requester's token. Dropped afterwards."""
+    server = os.environ.get("BROKER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    database_url, drop = create_postgres_database(server)
+    try:
+        token = seeded_requester(database_url)
+        yield broker_env(database_url, tempfile.mkdtemp(prefix="bench-keys-")), token
+    finally:
+        drop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=15)
@@ -142,55 +169,50 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
 
-    server = os.environ.get("BROKER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-    database_url, drop = create_postgres_database(server)
-    keys = tempfile.mkdtemp(prefix="bench-keys-")
     processes: list[subprocess.Popen[bytes]] = []
-    try:
-        token = seeded_requester(database_url)
-        env = {
-            **os.environ,
-            "BROKER_DATABASE_URL": database_url,
-            "BROKER_KEYS_DIR": keys,
-            "BROKER_LOG_LEVEL": "warning",
-            "BROKER_ENV": "development",
-        }
-        env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
-        hello_port, broker_port = free_port(), free_port()
-        processes.append(serve("bench.hello:app", hello_port, args.workers, env))
-        processes.append(serve("broker.app:create_app", broker_port, args.workers, env))
-        generator = "wrk" if shutil.which("wrk") else "httpx (install wrk for a fair baseline)"
-        print(
-            f"{args.seconds:.0f} s each, concurrency {args.concurrency}, {args.workers} worker(s), PostgreSQL, "
-            f"load: {generator}"
+    with postgres_broker() as (env, token):
+        try:
+            _compare(args, env, token, processes)
+        finally:
+            for process in processes:
+                stop_process(process)
+
+
+def _compare(
+    args: argparse.Namespace, env: dict[str, str], token: str, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """hello, then the exchange, each under the same load; prints both and their ratio."""
+    hello_port, broker_port = free_port(), free_port()
+    processes.append(serve("bench.hello:app", hello_port, args.workers, env))
+    processes.append(serve("broker.app:create_app", broker_port, args.workers, env))
+    generator = "wrk" if shutil.which("wrk") else "httpx (install wrk for a fair baseline)"
+    print(
+        f"{args.seconds:.0f} s each, concurrency {args.concurrency}, {args.workers} worker(s), PostgreSQL, "
+        f"load: {generator}"
+    )
+    if shutil.which("wrk"):
+        print("hello")
+        hello_rate = load_with_wrk(f"http://127.0.0.1:{hello_port}/hello", args.seconds, args.concurrency)
+        print("exchange")
+        exchange_rate = load_with_wrk(
+            f"http://127.0.0.1:{broker_port}/v1/evidence-requests", args.seconds, args.concurrency, token
         )
-        if shutil.which("wrk"):
-            print("hello")
-            hello_rate = load_with_wrk(f"http://127.0.0.1:{hello_port}/hello", args.seconds, args.concurrency)
-            print("exchange")
-            exchange_rate = load_with_wrk(
-                f"http://127.0.0.1:{broker_port}/v1/evidence-requests", args.seconds, args.concurrency, token
-            )
-            print(f"ratio exchange/hello = {exchange_rate / hello_rate:.1%} (bar: >= 12 %, long-term 25 %)")
-            return
-        hello = asyncio.run(load(f"http://127.0.0.1:{hello_port}/hello", args.seconds, args.concurrency, method="GET"))
-        exchange = asyncio.run(
-            load(
-                f"http://127.0.0.1:{broker_port}/v1/evidence-requests",
-                args.seconds,
-                args.concurrency,
-                method="POST",
-                json=ERIKA_REQUEST,
-                headers={"Authorization": f"Bearer {token}"},
-            )
-        )
-        hello_rate = report("hello", *hello, seconds=args.seconds)
-        exchange_rate = report("exchange", *exchange, seconds=args.seconds)
         print(f"ratio exchange/hello = {exchange_rate / hello_rate:.1%} (bar: >= 12 %, long-term 25 %)")
-    finally:
-        for process in processes:
-            stop_process(process)
-        drop()
+        return
+    hello = asyncio.run(load(f"http://127.0.0.1:{hello_port}/hello", args.seconds, args.concurrency, method="GET"))
+    exchange = asyncio.run(
+        load(
+            f"http://127.0.0.1:{broker_port}/v1/evidence-requests",
+            args.seconds,
+            args.concurrency,
+            method="POST",
+            json=ERIKA_REQUEST,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    )
+    hello_rate = report("hello", *hello, seconds=args.seconds)
+    exchange_rate = report("exchange", *exchange, seconds=args.seconds)
+    print(f"ratio exchange/hello = {exchange_rate / hello_rate:.1%} (bar: >= 12 %, long-term 25 %)")
 
 
 if __name__ == "__main__":

@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
-from bench.exchange import ERIKA_REQUEST, load, load_with_wrk, seeded_requester, serve
-from tests.conftest import create_postgres_database, free_port, stop_process
+from bench.exchange import ERIKA_REQUEST, load, load_with_wrk, postgres_broker, serve
+from tests.conftest import free_port, stop_process
 
 # Frames whose share of the exchange's samples the summary prints: (label, a substring of the frame).
 WATCHED = (
@@ -75,48 +73,35 @@ def main() -> None:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
-    server = os.environ.get("BROKER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-    database_url, drop = create_postgres_database(server)
-    keys = tempfile.mkdtemp(prefix="bench-keys-")
-    broker: subprocess.Popen[bytes] | None = None
-    try:
-        token = seeded_requester(database_url)
-        env = {
-            **os.environ,
-            "BROKER_DATABASE_URL": database_url,
-            "BROKER_KEYS_DIR": keys,
-            "BROKER_LOG_LEVEL": "warning",
-            "BROKER_ENV": "development",
-            "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
-        }
+    with postgres_broker() as (env, token):
         port = free_port()
         broker = serve("broker.app:create_app", port, 1, env)
-        url = f"http://127.0.0.1:{port}/v1/evidence-requests"
-        headers = {"Authorization": f"Bearer {token}"}
-        asyncio.run(load(url, 2, 2, method="POST", json=ERIKA_REQUEST, headers=headers))  # warm-up
-        collapsed = args.out.with_suffix(".txt")
-        recorders = [
-            subprocess.Popen(
-                [py_spy, "record", "--pid", str(broker.pid), "--duration", str(int(args.seconds)), *args.mode]
-                + ["--rate", "200", "--format", fmt, "--output", str(out), "--nonblocking"],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            for fmt, out in (("flamegraph", args.out), ("raw", collapsed))
-        ]
-        time.sleep(1)  # py-spy attaches
-        if shutil.which("wrk"):
-            load_with_wrk(url, args.seconds, args.concurrency, token)
-        else:
-            asyncio.run(load(url, args.seconds, args.concurrency, method="POST", json=ERIKA_REQUEST, headers=headers))
-        for recorder in recorders:
-            recorder.wait(timeout=60)
-        print(f"flame graph: {args.out}  collapsed stacks: {collapsed}")
-        summarise(collapsed)
-    finally:
-        if broker is not None:
+        try:
+            url = f"http://127.0.0.1:{port}/v1/evidence-requests"
+            headers = {"Authorization": f"Bearer {token}"}
+            asyncio.run(load(url, 2, 2, method="POST", json=ERIKA_REQUEST, headers=headers))  # warm-up
+            collapsed = args.out.with_suffix(".txt")
+            recorders = [
+                subprocess.Popen(
+                    [py_spy, "record", "--pid", str(broker.pid), "--duration", str(int(args.seconds)), *args.mode]
+                    + ["--rate", "200", "--format", fmt, "--output", str(out), "--nonblocking"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                for fmt, out in (("flamegraph", args.out), ("raw", collapsed))
+            ]
+            time.sleep(1)  # py-spy attaches
+            if shutil.which("wrk"):
+                load_with_wrk(url, args.seconds, args.concurrency, token)
+            else:
+                request = {"method": "POST", "json": ERIKA_REQUEST, "headers": headers}
+                asyncio.run(load(url, args.seconds, args.concurrency, **request))
+            for recorder in recorders:
+                recorder.wait(timeout=60)
+            print(f"flame graph: {args.out}  collapsed stacks: {collapsed}")
+            summarise(collapsed)
+        finally:
             stop_process(broker)
-        drop()
 
 
 if __name__ == "__main__":

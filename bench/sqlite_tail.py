@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.exchange import ERIKA_REQUEST, load, seeded_requester, serve
+from bench.exchange import ERIKA_REQUEST, broker_env, load, seeded_requester, serve
 from tests.conftest import free_port, stop_process
 
 P99_BAR_MS = 250.0
@@ -60,15 +59,7 @@ def prepare(directory: Path) -> tuple[dict[str, str], str]:
     """A migrated, seeded SQLite database with one requester; its environment and token."""
     database_url = f"sqlite:///{directory / 'broker.db'}"
     token = seeded_requester(database_url)
-    env = {
-        **os.environ,
-        "BROKER_DATABASE_URL": database_url,
-        "BROKER_KEYS_DIR": str(directory / "keys"),
-        "BROKER_LOG_LEVEL": "warning",
-        "BROKER_ENV": "development",
-        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
-    }
-    return env, token
+    return broker_env(database_url, str(directory / "keys")), token
 
 
 def report(name: str, ok: int, failed: int, latencies: list[float], seconds: float) -> float:

@@ -25,8 +25,8 @@ from broker.deps import Services
 from broker.egress import EgressPolicy, push_transport
 from broker.exchange.dependencies import ExchangeDependencies
 from broker.exchange.dispatch import Adapters
-from broker.exchange.slots import Slots
 from broker.exchange.sweeps import Sweeps
+from broker.fifo import FifoSemaphore
 from broker.keys.pseudonym import Pseudonymiser
 from broker.keys.store import KeyStore
 from broker.oots.gateway import EdmGateway, Timeouts
@@ -176,7 +176,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
             Timeouts(t1=settings.oots_t1_seconds, t3=settings.oots_t3_seconds),
             request_rules(settings),
         ),
-        exchange_slots=Slots(settings.exchange_concurrency),
+        exchange_slots=FifoSemaphore(settings.exchange_concurrency),
         egress=egress,
         citizen=CitizenAccess(
             oidc=OidcSignIn(settings, egress) if settings.signin_method == "oidc" else None,

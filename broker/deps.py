@@ -25,7 +25,7 @@ from broker.consent.artefact import ConsentSigner
 from broker.db.session import Database
 from broker.egress import EgressPolicy
 from broker.exchange.dependencies import ExchangeDependencies
-from broker.exchange.slots import Slots
+from broker.fifo import FifoSemaphore
 from broker.keys.store import KeyStore
 from broker.oots.gateway import EdmGateway
 from broker.ops.metrics import DomainGauges
@@ -56,7 +56,7 @@ class Services:
     # Exchange work is CPU-bound Python under one GIL: beyond a few at once, threads only convoy.
     # Taken first come, first served; waiting (long polls, the synchronous window of remote
     # exchanges) is not counted.
-    exchange_slots: Slots
+    exchange_slots: FifoSemaphore
     # Where outbound calls may go; registry changes check authority endpoints against it.
     egress: EgressPolicy
     # How citizens sign in (OpenID Connect, or the development sign-in).
@@ -132,7 +132,7 @@ async def _gateway(request: Request) -> EdmGateway:
     return services(request).gateway
 
 
-async def _exchange_slots(request: Request) -> Slots:
+async def _exchange_slots(request: Request) -> FifoSemaphore:
     return services(request).exchange_slots
 
 
@@ -174,7 +174,7 @@ PreviewsDep = Annotated[Previews, Depends(_previews)]
 Exchanges = Annotated[ExchangeDependencies, Depends(_exchanges)]
 Remote = Annotated[RemoteExchanges, Depends(_remote)]
 Gateway = Annotated[EdmGateway, Depends(_gateway)]
-ExchangeSlots = Annotated[Slots, Depends(_exchange_slots)]
+ExchangeSlots = Annotated[FifoSemaphore, Depends(_exchange_slots)]
 Egress = Annotated[EgressPolicy, Depends(_egress)]
 CitizenAccessDep = Annotated[CitizenAccess, Depends(_citizen_access)]
 # The signed-in citizen of a request to the citizen's pages, or None.

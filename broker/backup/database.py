@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from broker.backup.manifest import Backend, BackupError
+from broker.keys.files import fsync_path
 
 SQLITE_FILE = "database.sqlite3"
 POSTGRES_FILE = "database.pgdump"
@@ -113,7 +114,7 @@ def _sqlite_snapshot(source: Path, target: Path) -> Iterator[Snapshot]:
         raise BackupError(f"{source}: SQLite cannot back it up: {error}") from error
     if verdict != "ok":
         raise BackupError(f"{source}: its copy fails SQLite's quick_check ({verdict}); the database may be damaged")
-    sync(target)
+    fsync_path(target)
     engine = create_engine(f"sqlite:///{target}", poolclass=NullPool)
     try:
         with Session(engine) as session:
@@ -216,7 +217,7 @@ def _restore_sqlite(copy: Path, target: Path) -> None:
             raise BackupError(f"{target} appeared while restoring: left as it is") from None
     finally:
         partial.unlink(missing_ok=True)
-    sync(target.parent)
+    fsync_path(target.parent)
 
 
 def _tool(name: str, pg_bin: Path | None) -> str:
@@ -241,10 +242,3 @@ def _run(tool: str, arguments: list[str], env: dict[str, str]) -> None:
         raise BackupError(f"{Path(tool).name} failed: {said}")
 
 
-def sync(path: Path) -> None:
-    """fsync a file or directory: a backup, or a restored database's name, outlives a power loss."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

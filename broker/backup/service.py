@@ -43,7 +43,7 @@ from broker.db.migrate import alembic_config, current_revisions, head_revisions
 from broker.db.session import Database
 from broker.keys import fingerprints
 from broker.keys import repository as keys_repository
-from broker.keys.files import create_exclusive, ensure_private_dir
+from broker.keys.files import create_exclusive, ensure_private_dir, fsync_path
 from broker.keys.store import KeyStore
 from broker.registry import repository as registry_repository
 from broker.settings import Settings
@@ -198,7 +198,7 @@ def _write(
     )
     # Last: from here on the backup is complete (backup.json is what restore and verify look for).
     write(directory, manifest)
-    database.sync(directory.parent)
+    fsync_path(directory.parent)
     return manifest
 
 

@@ -15,7 +15,6 @@ That is the embedded default's trade-off; PostgreSQL is the deployment for durab
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +22,8 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+from broker.fifo import FifoSemaphore
 
 # The execution option that marks a read-only engine (Database.reader): its transactions begin
 # deferred on SQLite instead of taking the write lock.
@@ -86,20 +87,14 @@ class WriterQueue:
     """
 
     def __init__(self) -> None:
-        self._condition = threading.Condition()
-        self._next_ticket = 0
-        self._serving = 0
+        self._turns = FifoSemaphore(1)
 
     def begin(self, connection: Any) -> None:
         if connection.get_execution_options().get(READ_ONLY):
             # A read takes no write lock: in WAL mode it reads its snapshot while a writer commits.
             connection.exec_driver_sql("BEGIN")
             return
-        with self._condition:
-            ticket = self._next_ticket
-            self._next_ticket += 1
-            self._condition.wait_for(lambda: self._serving >= ticket, timeout=SQLITE_BUSY_SECONDS)
-        connection.info[_IN_LINE] = ticket
+        connection.info[_IN_LINE] = self._turns.acquire(timeout=SQLITE_BUSY_SECONDS)
         try:
             # The lock is taken at BEGIN, so two writers queue instead of deadlocking on a
             # read-to-write upgrade.
@@ -109,13 +104,9 @@ class WriterQueue:
             raise
 
     def end(self, connection: Any) -> None:
-        ticket = connection.info.pop(_IN_LINE, None)
-        if ticket is None:
-            return
-        with self._condition:
-            # Tickets end in order, but one that went ahead after the timeout may end late.
-            self._serving = max(self._serving, ticket + 1)
-            self._condition.notify_all()
+        # Only a writer that got its turn hands it on (one that went ahead after the timeout did not).
+        if connection.info.pop(_IN_LINE, False):
+            self._turns.release()
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

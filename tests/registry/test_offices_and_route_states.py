@@ -4,21 +4,19 @@ that states no state, and that reloads, rollbacks and digests carry both. Both d
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from broker.db.migrate import upgrade
-from broker.db.session import Database, make_engine
+from broker.db.session import Database
 from broker.demo.seed import DEMO_REGISTRY
 from broker.registry import repository, service
 from broker.registry.schemas import AuthoritySpec, RegistryDocument, RouteSpec, route_state
 from broker.registry.service import read_toml
+from tests.registry.support import NOW, demo_database
 from tests.specimen import MELDE
 
-NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 KREIS = {"ars": "130715001", "name": "Amt A", "kind": "amt", "kreis": "Mecklenburgische Seenplatte"}
 
 
@@ -75,13 +73,7 @@ def test_a_route_that_states_no_state_gets_one(
 
 @pytest.fixture
 def database(database_url: str) -> Iterator[Database]:
-    engine = make_engine(database_url)
-    upgrade(engine)
-    database = Database(engine)
-    with database.unit_of_work() as session:
-        service.replace_registry(session, read_toml(DEMO_REGISTRY), actor="test", now=NOW, if_match="*")
-    yield database
-    database.dispose()
+    yield from demo_database(database_url)
 
 
 def stored(database: Database) -> RegistryDocument:

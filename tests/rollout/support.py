@@ -4,34 +4,18 @@ and the matrix at a fixed moment."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
 from broker.clients.service import add_client
-from broker.db.migrate import upgrade
 from broker.db.models import Client, Exchange
-from broker.db.session import Database, make_engine
-from broker.demo.seed import DEMO_REGISTRY
-from broker.registry import service as registry_service
-from broker.registry.service import read_toml
+from broker.db.session import Database
 from broker.rollout import service
 from broker.rollout.schemas import RolloutOut
+from tests.registry.support import NOW
 from tests.specimen import MELDE
-
-NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
-
-
-def demo_database(database_url: str) -> Iterator[Database]:
-    """A migrated database with the demo registry loaded (for a fixture to yield from)."""
-    engine = make_engine(database_url)
-    upgrade(engine)
-    database = Database(engine)
-    with database.unit_of_work() as session:
-        registry_service.replace_registry(session, read_toml(DEMO_REGISTRY), actor="test", now=NOW, if_match="*")
-    yield database
-    database.dispose()
 
 
 def matrix_of(database: Database, now: datetime = NOW) -> RolloutOut:

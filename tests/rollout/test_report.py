@@ -12,8 +12,9 @@ import pytest
 
 from broker.rollout.report import render
 from broker.rollout.schemas import RolloutOut
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, axe_violations, describe_violations, require_browser_tools
-from tests.rollout.support import add_exchanges, demo_database, matrix_of
+from tests.browser.conftest import axe_violations, describe_violations
+from tests.registry.support import demo_database
+from tests.rollout.support import add_exchanges, matrix_of
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Request, Route
@@ -40,19 +41,6 @@ def test_every_value_is_escaped(matrix: RolloutOut) -> None:
     page = render(matrix.model_copy(update={"offices": [office, *matrix.offices[1:]], "gaps": gaps}))
     assert "<script" not in page
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    require_browser_tools()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def test_the_report_opens_offline_in_a_browser(matrix: RolloutOut, chromium: Browser, tmp_path: Path) -> None:

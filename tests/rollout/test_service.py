@@ -24,7 +24,8 @@ from broker.rollout.onboarding import Onboarding
 from broker.rollout.repository import percentile
 from broker.rollout.schemas import CellOut, RolloutOut
 from broker.tasks.conformance import CASES, CaseResult
-from tests.rollout.support import NOW, add_exchanges, demo_database, matrix_of
+from tests.registry.support import NOW, demo_database
+from tests.rollout.support import add_exchanges, matrix_of
 from tests.specimen import GEBURT, MELDE
 
 PENDING = ["melderegister-130755017", "melderegister-130755018", "melderegister-130755019"]

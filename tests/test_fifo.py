@@ -1,4 +1,4 @@
-"""Exchange slots: at most ``count`` at once, handed over in the order the threads asked."""
+"""FifoSemaphore: at most ``count`` at once, handed over in the order the threads asked."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from broker.exchange.slots import Slots
+from broker.fifo import FifoSemaphore
 
 
-def _wait_for_queue(slots: Slots, length: int) -> None:
+def _wait_for_queue(slots: FifoSemaphore, length: int) -> None:
     """Until ``length`` threads wait for a slot (so each thread below asks after the one before)."""
     deadline = time.monotonic() + 5
     while len(slots._waiting) != length:
@@ -19,7 +19,7 @@ def _wait_for_queue(slots: Slots, length: int) -> None:
 
 
 def test_a_freed_slot_goes_to_the_thread_that_waited_longest() -> None:
-    slots = Slots(1)
+    slots = FifoSemaphore(1)
     order: list[int] = []
 
     def exchange(number: int) -> None:
@@ -40,7 +40,7 @@ def test_a_freed_slot_goes_to_the_thread_that_waited_longest() -> None:
 
 
 def test_up_to_count_work_at_once_and_a_latecomer_waits() -> None:
-    slots = Slots(2)
+    slots = FifoSemaphore(2)
     inside = threading.Barrier(3)
     released = threading.Event()
 
@@ -73,4 +73,20 @@ def test_up_to_count_work_at_once_and_a_latecomer_waits() -> None:
 
 def test_at_least_one_slot() -> None:
     with pytest.raises(ValueError):
-        Slots(0)
+        FifoSemaphore(0)
+
+
+def test_a_waiter_that_times_out_leaves_the_line_and_the_next_gets_the_place() -> None:
+    places = FifoSemaphore(1)
+    assert places.acquire()
+    assert places.acquire(timeout=0.05) is False
+    assert len(places._waiting) == 0  # it left the line
+    got: list[bool] = []
+    waiter = threading.Thread(target=lambda: got.append(places.acquire(timeout=5)))
+    waiter.start()
+    _wait_for_queue(places, 1)
+    places.release()
+    waiter.join(5)
+    assert got == [True]
+    places.release()
+    assert places.acquire(timeout=0)  # the place is free again
