@@ -126,7 +126,12 @@ def documents_of(answer: httpx.Response) -> tuple[etree._Element, list[Document]
 def pdf_text(pdf: bytes) -> bytes:
     """The text drawing operators of a PDF (its content streams, inflated)."""
     assert pdf.startswith(b"%PDF-")
-    streams = re.findall(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.S)
+    # Each stream is cut by its declared /Length: compressed bytes may themselves end in "\r"
+    # or contain "endstream", so a pattern up to the keyword can cut a stream short.
+    streams = [
+        pdf[match.end() : match.end() + int(match[1])]
+        for match in re.finditer(rb"/Length (\d+)[^>]*>>\s*stream\r?\n", pdf)
+    ]
     return b"".join(zlib.decompress(s) for s in streams if s[:1] == b"x")
 
 
