@@ -48,6 +48,7 @@ lint: $(VENV)/.installed
 	$(BIN)/mypy broker adapters
 
 bench: $(VENV)/.installed
+	tools/install-test-packages
 	$(BIN)/python -m bench.exchange
 	$(BIN)/python -m bench.xml
 	$(BIN)/python -m bench.log
@@ -55,6 +56,7 @@ bench: $(VENV)/.installed
 
 # Where a synchronous exchange spends its time: a flame graph of the broker under load (var/profile.svg).
 profile: $(VENV)/.installed
+	tools/install-test-packages
 	$(BIN)/python -m bench.profile
 
 clean:
