@@ -41,7 +41,9 @@ def database(settings: Settings) -> Engine:
     """The engine of ``BROKER_DATABASE_URL``, its schema at the latest revision: SQLite migrates
     itself, PostgreSQL must have been migrated by ``broker db upgrade``."""
     url = parse_database_url(settings)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(
+        settings.database_url, pool_size=settings.db_pool_size, connect_timeout=settings.db_connect_timeout_seconds
+    )
     try:
         if settings.is_sqlite:
             upgrade(engine)

@@ -32,10 +32,26 @@ READ_ONLY = "broker_read_only"
 SQLITE_BUSY_SECONDS = 30
 # A PostgreSQL connection older than this is replaced at its next checkout (see make_engine).
 POOL_RECYCLE_SECONDS = 600
+# Connections a process keeps open (BROKER_DB_POOL_SIZE) and how long opening one may take
+# (BROKER_DB_CONNECT_TIMEOUT_SECONDS): the defaults of commands that read no settings.
+POOL_SIZE = 20
+CONNECT_TIMEOUT_SECONDS = 10
 _IN_LINE = "broker_writer_ticket"
 
 
-def make_engine(database_url: str, **kwargs: Any) -> Engine:
+def make_engine(
+    database_url: str,
+    *,
+    pool_size: int = POOL_SIZE,
+    connect_timeout: int = CONNECT_TIMEOUT_SECONDS,
+    **kwargs: Any,
+) -> Engine:
+    """The engine of ``database_url``. It keeps ``pool_size`` connections open: the pool closes a
+    connection it opened beyond them as soon as it comes back, so a pool smaller than the requests
+    a process serves at once opens and closes a connection (on PostgreSQL a new server process) for
+    most of them. ``connect_timeout`` bounds opening one: an address that takes the connection and
+    never answers fails the request (503) instead of holding it."""
+    kwargs.setdefault("pool_size", pool_size)
     if database_url.startswith("sqlite"):
         db_path = database_url.split("///", 1)[-1]
         if db_path and db_path != ":memory:":
@@ -49,7 +65,6 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "commit", writers.end)
         event.listen(engine, "rollback", writers.end)
         return engine
-    kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     # No ping per checkout: it was a round trip on every transaction. A connection the server
     # dropped (a restart, a failover) fails its next statement instead; SQLAlchemy recognises the
@@ -58,7 +73,7 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
     # one a firewall or pooler silently dropped while idle is replaced before it is used again.
     kwargs.setdefault("pool_pre_ping", False)
     kwargs.setdefault("pool_recycle", POOL_RECYCLE_SECONDS)
-    return create_engine(database_url, **kwargs)
+    return create_engine(database_url, connect_args={"connect_timeout": connect_timeout}, **kwargs)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -3,14 +3,20 @@ wait for no writer, and a writer's end, by commit or rollback, lets the next one
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import text
+import pytest
+from sqlalchemy import event, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import QueuePool
 
+from broker import preflight
 from broker.db.session import Database, make_engine
+from broker.settings import Settings
 
 
 def database(tmp_path: Path) -> Database:
@@ -102,3 +108,63 @@ def test_a_writer_that_rolls_back_lets_the_next_in(tmp_path: Path) -> None:
     with db.read() as session:
         assert session.execute(text("SELECT writer FROM marks")).scalars().all() == ["next"]
     db.dispose()
+
+
+def test_concurrent_requests_up_to_the_pool_size_reuse_its_connections(database_url: str) -> None:
+    """With fewer pooled connections than requests at once, the pool opens and closes one for
+    most requests (on PostgreSQL a server process each); the default keeps 16 at once pooled."""
+    engine = make_engine(database_url)
+    opened: list[object] = []
+    event.listen(engine, "connect", lambda connection, _record: opened.append(connection))
+    start = threading.Barrier(16)
+
+    def requests() -> None:
+        start.wait(10)
+        for turn in range(30):
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+                time.sleep(0.004)  # the request's work while it holds the connection
+            time.sleep(0.002 * (turn % 4))  # and its work without one: fewer at once for a moment
+
+    threads = [threading.Thread(target=requests) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    engine.dispose()
+    assert 1 <= len(opened) <= 16, f"{len(opened)} connections opened for 16 requests at a time"
+
+
+def test_the_settings_size_the_pool(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'broker.db'}", db_pool_size=3)
+    engine = preflight.database(settings)  # the engine bootstrap serves with
+    try:
+        assert isinstance(engine.pool, QueuePool) and engine.pool.size() == 3
+    finally:
+        engine.dispose()
+
+
+def test_a_database_address_that_never_answers_fails_within_the_connect_timeout() -> None:
+    """A listener that takes the TCP connection and never answers (a dead host behind a load
+    balancer, a half-open firewall) must not hold a request: connecting fails within the timeout."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        engine = make_engine(f"postgresql+psycopg://broker@127.0.0.1:{port}/broker", connect_timeout=2)
+        started = time.monotonic()
+        with pytest.raises(OperationalError):
+            engine.connect()
+        assert time.monotonic() - started < 8
+        engine.dispose()
+
+
+def test_preflight_names_a_database_that_never_answers(tmp_path: Path) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        url = f"postgresql+psycopg://broker@127.0.0.1:{listener.getsockname()[1]}/broker"
+        started = time.monotonic()
+        with pytest.raises(preflight.StartupError, match="cannot use the database"):
+            preflight.database(Settings(database_url=url, db_connect_timeout_seconds=2))
+        assert time.monotonic() - started < 8
