@@ -65,9 +65,7 @@ _DESCRIPTIONS: Final = {
     503: "Storage unavailable or full (`storage.unavailable`, `storage.full`); retry after `Retry-After`",
 }
 _HEADERS: Final[dict[str, dict[str, Any]]] = {
-    "401": {
-        "WWW-Authenticate": {"description": "The scheme: Bearer", "required": True, "schema": {"type": "string"}}
-    },
+    "401": {"WWW-Authenticate": {"description": "The scheme: Bearer", "required": True, "schema": {"type": "string"}}},
     "503": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer", "minimum": 0}}},
 }
 
@@ -77,9 +75,7 @@ def install(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            document = get_openapi(
-                title=app.title, version=app.version, description=app.description, routes=app.routes
-            )
+            document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             app.openapi_schema = complete(document)
         return app.openapi_schema
 

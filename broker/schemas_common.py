@@ -123,9 +123,7 @@ def _bounded_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-Moment = Annotated[
-    datetime, BeforeValidator(_rfc3339), AfterValidator(_bounded_utc), WithJsonSchema(_MOMENT_SCHEMA)
-]
+Moment = Annotated[datetime, BeforeValidator(_rfc3339), AfterValidator(_bounded_utc), WithJsonSchema(_MOMENT_SCHEMA)]
 """A timestamp between 1970 and 9000, in UTC (a time without an offset is read as UTC)."""
 
 AwareMoment = Annotated[

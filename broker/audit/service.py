@@ -67,6 +67,12 @@ EVENTS = (
     # ("keys/" and the new checkpoint key's id, "," and the new sealing key's id). The retired
     # keys stay in the JWKS: what they signed stays verifiable.
     "keys_rotated",
+    # `broker backup restore`: the log was restored from a backup; ``actor``, ``change`` ("backup/"
+    # and the backup's moment, RFC 3339). What was recorded after that moment is not in this log,
+    # and the indices it held are used again from here: a checkpoint signed for them before the
+    # restore (one an auditor saved) no longer matches, and the verifier says so. This entry
+    # records where and why.
+    "restored",
 )
 
 

@@ -69,6 +69,7 @@ def restore(directory: Path, pg_bin: Path | None) -> None:
     shown = make_url(settings.database_url).render_as_string(hide_password=True)
     click.echo(f"restored the backup of {_moment(manifest.created_at)} into {shown} and {settings.keys_dir}:")
     _describe(manifest)
+    click.echo("logged: the log's next entry (`restored`) names this backup")
     if restored.checked:
         click.echo("checked: the database is at this broker's revision and the keys are its log's keys")
         click.echo("next: `broker audit verify`, then start the broker")

@@ -240,5 +240,3 @@ def _run(tool: str, arguments: list[str], env: dict[str, str]) -> None:
         lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
         said = next((line for line in lines if "error:" in line), lines[-1] if lines else f"exit {done.returncode}")
         raise BackupError(f"{Path(tool).name} failed: {said}")
-
-

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from broker import preflight
 from broker.audit import repository as log_repository
+from broker.audit.service import EntryFacts, record
 from broker.backup import database
 from broker.backup.manifest import (
     FORMAT,
@@ -39,8 +40,9 @@ from broker.backup.manifest import (
     verify,
     write,
 )
+from broker.clients.service import CLI_ACTOR
 from broker.db.migrate import alembic_config, current_revisions, head_revisions
-from broker.db.session import Database
+from broker.db.session import Database, make_engine
 from broker.keys import fingerprints
 from broker.keys import repository as keys_repository
 from broker.keys.files import create_exclusive, ensure_private_dir, fsync_path
@@ -114,7 +116,22 @@ def restore(settings: Settings, directory: Path, *, pg_bin: Path | None, now: da
     checked = backend == "sqlite" or frozenset(manifest.database.revisions) == head_revisions()
     if checked:
         _check_restored(settings, manifest, now)
+    _record_restore(settings, manifest, now)
     return Restored(manifest, checked)
+
+
+def _record_restore(settings: Settings, manifest: Manifest, now: datetime) -> None:
+    """Log the restore (``restored``, integrated at the broker's next start): the log itself then
+    says from which backup it was restored, and so why entries recorded after it are missing.
+    The log's table is the same at every revision this broker knows, so an older database (which
+    `broker db upgrade` brings up to date afterwards) takes the entry too."""
+    restored = Database(make_engine(settings.database_url))
+    try:
+        with restored.unit_of_work() as session:
+            change = f"backup/{manifest.created_at.isoformat(timespec='seconds').replace('+00:00', 'Z')}"
+            record(session, EntryFacts(event="restored", time=now, actor=CLI_ACTOR, change=change))
+    finally:
+        restored.dispose()
 
 
 # --- create ------------------------------------------------------------------------------------

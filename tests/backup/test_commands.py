@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,25 @@ def entries_about(database_url: str, pseudonym: str) -> int:
         with engine.connect() as connection:
             query = select(func.count()).where(LogEntry.subject_pseudonym == pseudonym)
             return int(connection.execute(query).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def last_seq(database_url: str) -> int:
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return int(connection.execute(select(func.max(LogEntry.seq))).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def log_entries(database_url: str, *, event: str) -> list[Any]:
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            columns = (LogEntry.seq, LogEntry.log_index, LogEntry.body)
+            return list(connection.execute(select(*columns).where(LogEntry.event == event)).all())
     finally:
         engine.dispose()
 
@@ -160,6 +180,16 @@ def test_a_restored_backup_verifies_and_keeps_the_pseudonyms(backup: Backup, tar
     log = backup.manifest["log"]
     assert f"tree size {log['tree_size']}, checkpoint root {log['root_hash']}" in restored.stdout
     assert "next: `broker audit verify`" in restored.stdout
+    # The log itself says it was restored, and from which backup: one entry, queued after the
+    # backup's own entries, that names the backup's moment and no more.
+    assert "logged: the log's next entry (`restored`) names this backup" in restored.stdout
+    [restore_entry] = log_entries(target.database_url, event="restored")
+    assert restore_entry.log_index is None and restore_entry.seq == last_seq(target.database_url)
+    body = json.loads(restore_entry.body)
+    assert body["actor"] == "cli" and body["change"].startswith("backup/")
+    backed_up = datetime.fromisoformat(backup.manifest["created_at"]).replace(microsecond=0)
+    assert datetime.fromisoformat(body["change"].removeprefix("backup/")) == backed_up
+    assert [body[field] for field in ("exchange", "subject", "requester", "authority")] == [None] * 4
     assert (target.keys_dir.stat().st_mode & 0o777, (target.keys_dir / "pseudonym.key").stat().st_mode & 0o777) == (
         0o700,
         0o600,
@@ -189,6 +219,9 @@ def test_a_restored_backup_verifies_and_keeps_the_pseudonyms(backup: Backup, tar
     finally:
         stop_process(process)
     assert pseudonyms_by_exchange(target.database_url)[new_exchange] == backup.pseudonym
+    # The restored broker integrated the entry: it is in the log its new checkpoints sign.
+    [restore_entry] = log_entries(target.database_url, event="restored")
+    assert restore_entry.log_index is not None
     again = broker_cli("audit", "verify", env=target.env)
     assert again.returncode == 0, again.stdout + again.stderr
 
