@@ -30,8 +30,9 @@ if the target exists, so of two processes initialising at once the first one win
 other discards its keys and loads the winner's; the manifest is replaced on rotation under an
 ``flock`` on ``.lock``. Readers re-read the manifest when it changed on disk, so a rotation in
 one process is picked up by the others without a restart. A store that has loaded its keys
-never makes new ones and never takes up another broker's: should the directory lose its keys or
-hold others, it goes on with the keys it loaded (:attr:`KeyStore.replaced`, /readyz).
+never makes new ones and never takes up another broker's: should the directory lose its keys,
+hold others or become unreadable (a damaged manifest or key file), it goes on with the keys it
+loaded (:attr:`KeyStore.replaced`, :attr:`KeyStore.unreadable`, /readyz).
 """
 
 from __future__ import annotations
@@ -60,12 +61,15 @@ from broker.keys.files import (
     replace_atomically,
 )
 from broker.keys.jwk import UnsupportedKeyError, b64url, certificate_key_id, jws_alg, key_id, public_jwk
+from broker.logging import get_logger
 
 DEFAULT_ORIGIN = "broker.example/once-only"
 DEFAULT_CERTIFICATE_SUBJECT = "Once-Only Broker (development)"
 CERTIFICATE_VALIDITY = datetime.timedelta(days=730)
 
 SealingPrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+log = get_logger(__name__)
 
 _MANIFEST = "manifest.json"
 _PSEUDONYM_SECRET = "pseudonym.key"
@@ -149,6 +153,8 @@ class KeyStore:
         self._state: _State | None = None
         self._manifest_stamp: tuple[int, int, int] | None = None
         self._replaced = False
+        # Why the directory could not be read when its manifest last changed; None when it could.
+        self._unreadable: str | None = None
         self._pseudonym_secret = LazyPrivateFile(self.keys_dir / _PSEUDONYM_SECRET, _new_secret, _load_pseudonym_secret)
         self._request_key = LazyPrivateFile(self.keys_dir / _REQUEST_KEY, _new_request_key, _load_request_key)
         self._callback_secret = LazyPrivateFile(self.keys_dir / _CALLBACK_SECRET, _new_secret, Path.read_bytes)
@@ -165,6 +171,12 @@ class KeyStore:
         """Whether the directory held other keys than this store's when it last read the manifest
         (not a rotation: the keys it signs with are gone from it); it goes on with its own meanwhile."""
         return self._replaced
+
+    @property
+    def unreadable(self) -> bool:
+        """Whether the manifest, or a key it names, could not be read when the manifest last
+        changed on disk; the store goes on with the keys it loaded and reads again at the next change."""
+        return self._unreadable is not None
 
     @property
     def has_pseudonym_secret(self) -> bool:
@@ -287,7 +299,19 @@ class KeyStore:
                 stamp = self._stamp()
             if self._state is not None and stamp == self._manifest_stamp:
                 return self._state
-            state = self._load()
+            try:
+                state = self._load()
+            except KeyStoreError as error:
+                if self._state is None:
+                    raise
+                # Damaged since the keys were loaded (a disk error, an edit by hand): as with a lost
+                # directory, go on with the loaded keys rather than fail every seal and checkpoint.
+                self._manifest_stamp = stamp
+                if self._unreadable is None:
+                    log.warning("keys_unreadable", keys_dir=str(self.keys_dir), error=str(error))
+                self._unreadable = str(error)
+                return self._state
+            self._unreadable = None
             self._manifest_stamp = stamp
             # A rotation keeps the keys it retires; a manifest without the keys this store signs
             # with is another broker's directory: go on with the loaded keys.

@@ -66,7 +66,7 @@ def check(
     integrator: BackgroundIntegrator,
     now: datetime,
 ) -> Readiness:
-    checks = {"database": OK, "revision": "unknown", "keys": _keys(keys), "catalogue": _catalogue(catalogue)}
+    checks = {"database": OK, "revision": "unknown", "keys": keys_state(keys), "catalogue": _catalogue(catalogue)}
     oldest_queued: datetime | None = None
     try:
         with database.read() as session:
@@ -144,7 +144,7 @@ def _revision(current: frozenset[str]) -> str:
     return "not_migrated" if not current else "mismatch"
 
 
-def _keys(keys: KeyStore) -> str:
+def keys_state(keys: KeyStore) -> str:
     if not keys.initialised:
         # The directory lost the keys since the start: this process signs on with the keys it
         # loaded, but a restart would be refused (broker/keys/fingerprints.py).
@@ -155,7 +155,9 @@ def _keys(keys: KeyStore) -> str:
         keys.sealing_key()
     except Exception:
         return "unloadable"
-    # Other keys in the directory: the loaded ones are kept, but a restart would be refused.
+    # Damaged or other keys in the directory: the loaded ones are kept, but a restart would be refused.
+    if keys.unreadable:
+        return "unreadable"
     return "replaced" if keys.replaced else OK
 
 

@@ -2,6 +2,7 @@ import base64
 import hashlib
 import json
 import multiprocessing
+import os
 import stat
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from broker.keys.jwk import key_id
 from broker.keys.store import KeyStore, KeyStoreError
+from broker.ops.service import keys_state
 
 
 def _b64url_decode(text: str) -> bytes:
@@ -146,6 +148,45 @@ def test_a_loaded_store_keeps_its_keys_when_the_directory_loses_or_swaps_them(ke
     keys_dir.rename(keys_dir.with_name("other"))
     keys_dir.with_name("away").rename(keys_dir)
     assert serving.checkpoint_key()[0].kid == before.kid and not serving.replaced
+
+
+@pytest.mark.parametrize("damage", ["manifest garbage", "manifest cut short", "key file garbage"])
+def test_a_loaded_store_keeps_its_keys_when_the_directory_becomes_unreadable(keys_dir: Path, damage: str) -> None:
+    serving = KeyStore(keys_dir)
+    before, _ = serving.checkpoint_key()
+    sealing_before = serving.sealing_key()[1]
+    manifest = keys_dir / "manifest.json"
+    intact = manifest.read_bytes()
+    if damage == "key file garbage":
+        # A rotation elsewhere names a new key whose file is damaged: the manifest changed, so the
+        # store reads again, and fails.
+        KeyStore(keys_dir).rotate()
+        [new_key] = [k for k in (keys_dir / "checkpoint").iterdir() if k.stem != before.kid]
+        whole_key = new_key.read_bytes()
+        new_key.write_bytes(b"-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+    else:
+        manifest.write_bytes(b"\x00garbage" if damage == "manifest garbage" else intact[: len(intact) // 2])
+    # Every seal and checkpoint goes on with the loaded keys; the store says it could not read.
+    assert serving.checkpoint_key()[0].kid == before.kid
+    assert serving.sealing_key()[1] == sealing_before
+    assert serving.unreadable and not serving.replaced
+    assert keys_state(serving) == "unreadable"
+    # Mended: read again at the next change, and no longer unreadable.
+    if damage == "key file garbage":
+        new_key.write_bytes(whole_key)
+        os.utime(manifest)  # the store reads again when the manifest changes
+        assert serving.checkpoint_key()[0].kid == new_key.stem  # the rotation takes effect now
+    else:
+        manifest.write_bytes(intact)
+        assert serving.checkpoint_key()[0].kid == before.kid
+    assert not serving.unreadable and keys_state(serving) == "ok"
+
+
+def test_a_store_that_never_loaded_its_keys_refuses_an_unreadable_directory(keys_dir: Path) -> None:
+    KeyStore(keys_dir).checkpoint_key()
+    (keys_dir / "manifest.json").write_bytes(b"{")
+    with pytest.raises(KeyStoreError, match="cannot read"):
+        KeyStore(keys_dir).checkpoint_key()
 
 
 def test_rotate_on_an_empty_directory_initialises_first(keys_dir: Path) -> None:
