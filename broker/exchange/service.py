@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lxml import etree
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from adapters.protocol import AdapterOutcome, EvidenceQuery, OutcomeKind, Subject
@@ -249,6 +249,12 @@ def complete(
         # flushing them with the delivery saves a round trip on the hot path.
         with session.no_autoflush, metrics.authority_call(authority.id, authority.binding) as call:
             outcome = call.outcome = deps.adapters.for_authority(authority, session).fetch(query)
+    except SQLAlchemyError:
+        # An in-process adapter reads its register in this very transaction: a database error there
+        # is the broker's own storage failing (a lost connection above all), and the transaction
+        # cannot record anything more. It rolls back whole and the request answers 503
+        # storage.unavailable (broker.problems): nothing was acknowledged, nothing half-written.
+        raise
     except Exception as error:  # a faulty adapter must end the exchange, not the request
         log.warning("adapter_error", exchange=exchange.id, authority=authority.id, error_type=type(error).__name__)
         problem = Problem(502, "authority.error", "The authority failed to answer.")

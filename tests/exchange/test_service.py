@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import psycopg
 import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from adapters.protocol import AdapterOutcome, EvidenceQuery, OutcomeKind
+from broker.db.models import Exchange
 from broker.exchange.lifecycle import State
-from broker.problems import Problem
+from broker.problems import Problem, storage_problem
 from broker.seal.sealer import FakeSealer
 from tests.world import START, World
 
@@ -65,6 +69,28 @@ def test_a_faulty_adapter_fails_the_exchange_not_the_request(world: World) -> No
     result = world.request()
     assert result.problem is not None and result.problem.reason == "authority.error"
     assert world.exchange(result.exchange.id).state == State.FAILED
+
+
+def test_a_database_error_in_an_in_process_register_fails_the_request_and_keeps_nothing(world: World) -> None:
+    """An in-process register reads the broker's database in the exchange's own transaction: when
+    that fails (the connection lost mid-exchange), the transaction can record nothing more. The
+    error goes up (the request answers 503 storage.unavailable), and no exchange or entry remains;
+    taken for a faulty authority, the failed-state commit on the broken transaction was a 500."""
+
+    def connection_lost(_query: EvidenceQuery) -> AdapterOutcome:
+        # As SQLAlchemy raises psycopg's error for a connection the server closed.
+        lost = psycopg.OperationalError("server closed the connection unexpectedly")
+        raise OperationalError("SELECT residents", {}, lost)
+
+    world.answer = connection_lost
+    with world.database.read() as session:
+        before = session.scalar(select(func.count()).select_from(Exchange))
+    with pytest.raises(OperationalError) as raised:
+        world.request()
+    problem = storage_problem(raised.value)
+    assert problem is not None and (problem.status, problem.reason) == (503, "storage.unavailable")
+    with world.database.read() as session:
+        assert session.scalar(select(func.count()).select_from(Exchange)) == before
 
 
 @pytest.mark.parametrize(
