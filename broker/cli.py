@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import traceback
-from contextlib import AbstractContextManager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +13,7 @@ import click
 from broker.settings import get_settings
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from datetime import datetime
 
     from sqlalchemy.orm import Session
@@ -151,17 +151,13 @@ def db_upgrade() -> None:
     click.echo("database is at the latest revision")
 
 
-def _unit_of_work() -> AbstractContextManager[Session]:
+@contextmanager
+def _unit_of_work() -> Iterator[Session]:
     """One transaction of a command; an embedded database is migrated first, as `serve` does."""
-    from broker.db.session import make_engine, make_session_factory, unit_of_work
+    from broker.db.migrate import command_database
 
-    settings = get_settings()
-    engine = make_engine(settings.database_url)
-    if settings.is_sqlite:
-        from broker.db.migrate import upgrade
-
-        upgrade(engine)
-    return unit_of_work(make_session_factory(engine))
+    with command_database(get_settings()) as database, database.unit_of_work() as session:
+        yield session
 
 
 @main.group()

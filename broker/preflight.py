@@ -18,7 +18,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from broker.db.migrate import alembic_config, upgrade
-from broker.db.session import Database, make_engine
+from broker.db.session import Database, configured_engine
 from broker.keys.fingerprints import KeysMismatch
 from broker.keys.fingerprints import check as check_fingerprints
 from broker.keys.store import KeyStore, KeyStoreError
@@ -41,9 +41,7 @@ def database(settings: Settings) -> Engine:
     """The engine of ``BROKER_DATABASE_URL``, its schema at the latest revision: SQLite migrates
     itself, PostgreSQL must have been migrated by ``broker db upgrade``."""
     url = parse_database_url(settings)
-    engine = make_engine(
-        settings.database_url, pool_size=settings.db_pool_size, connect_timeout=settings.db_connect_timeout_seconds
-    )
+    engine = configured_engine(settings)
     try:
         if settings.is_sqlite:
             upgrade(engine)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from broker.audit.auditor import checkpoint_verifiers, export_database, verify_database
 from broker.audit.bundle import BundleError, BundleVerification, read_verifiers, verify_bundle
@@ -29,26 +29,11 @@ def _now() -> datetime:
 
 
 @contextmanager
-def _sessions(settings: Settings) -> Iterator[sessionmaker[Session]]:
-    from broker.db.migrate import upgrade
-    from broker.db.session import make_engine, make_session_factory
-
-    engine = make_engine(settings.database_url)
-    try:
-        if settings.is_sqlite:
-            # The embedded database migrates itself, as `broker serve` does.
-            upgrade(engine)
-        yield make_session_factory(engine)
-    finally:
-        engine.dispose()
-
-
-@contextmanager
 def _database(settings: Settings) -> Iterator[Session]:
     """One transaction against the configured database; the command boundary commits."""
-    from broker.db.session import unit_of_work
+    from broker.db.migrate import command_database
 
-    with _sessions(settings) as sessions, unit_of_work(sessions) as session:
+    with command_database(settings) as database, database.unit_of_work() as session:
         yield session
 
 
@@ -113,17 +98,17 @@ def audit() -> None:
 @click.option("--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, type=click.IntRange(min=1))
 def integrate(batch_size: int) -> None:
     """Give queued entries their log indices, extend the tree and sign a checkpoint."""
-    from broker.db.session import unit_of_work
+    from broker.db.migrate import command_database
     from broker.keys import fingerprints
 
     settings = get_settings()
     keys = _keys(settings)
-    with _sessions(settings) as sessions:
+    with command_database(settings) as database:
         # Only the log's own keys sign its checkpoints: an empty or foreign keys directory would
         # make new keys and fork the log. Refused as `broker serve` refuses it (KeysMismatch).
-        with unit_of_work(sessions) as session:
+        with database.unit_of_work() as session:
             fingerprints.check(session, keys, _now())
-        result = integrate_all(sessions, keys, settings.origin, _now, batch_size=batch_size)
+        result = integrate_all(database.sessions, keys, settings.origin, _now, batch_size=batch_size)
     click.echo(f"integrated {result.integrated} entries; tree size {result.tree_size}")
 
 

@@ -42,7 +42,7 @@ from broker.backup.manifest import (
 )
 from broker.clients.service import CLI_ACTOR
 from broker.db.migrate import alembic_config, current_revisions, head_revisions
-from broker.db.session import Database, make_engine
+from broker.db.session import Database, configured_engine
 from broker.keys import fingerprints
 from broker.keys import repository as keys_repository
 from broker.keys.files import create_exclusive, ensure_private_dir, fsync_path
@@ -125,7 +125,7 @@ def _record_restore(settings: Settings, manifest: Manifest, now: datetime) -> No
     says from which backup it was restored, and so why entries recorded after it are missing.
     The log's table is the same at every revision this broker knows, so an older database (which
     `broker db upgrade` brings up to date afterwards) takes the entry too."""
-    restored = Database(make_engine(settings.database_url))
+    restored = Database(configured_engine(settings))
     try:
         with restored.unit_of_work() as session:
             change = f"backup/{manifest.created_at.isoformat(timespec='seconds').replace('+00:00', 'Z')}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -10,6 +12,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
+
+from broker.db.session import Database, configured_engine
+from broker.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -37,3 +42,16 @@ def head_revisions() -> frozenset[str]:
 def current_revisions(connection: Connection) -> frozenset[str]:
     """The revision(s) the database is at; empty for a database never migrated."""
     return frozenset(MigrationContext.configure(connection).get_current_heads())
+
+
+@contextmanager
+def command_database(settings: Settings) -> Iterator[Database]:
+    """The configured database for one CLI command, released at its end. The embedded (SQLite)
+    database is migrated first, as `broker serve` migrates it; PostgreSQL by `broker db upgrade`."""
+    engine = configured_engine(settings)
+    try:
+        if settings.is_sqlite:
+            upgrade(engine)
+        yield Database(engine)
+    finally:
+        engine.dispose()

@@ -24,6 +24,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.fifo import FifoSemaphore
+from broker.settings import Settings
 
 # The execution option that marks a read-only engine (Database.reader): its transactions begin
 # deferred on SQLite instead of taking the write lock.
@@ -40,24 +41,21 @@ _IN_LINE = "broker_writer_ticket"
 
 
 def make_engine(
-    database_url: str,
-    *,
-    pool_size: int = POOL_SIZE,
-    connect_timeout: int = CONNECT_TIMEOUT_SECONDS,
-    **kwargs: Any,
+    database_url: str, *, pool_size: int = POOL_SIZE, connect_timeout: int = CONNECT_TIMEOUT_SECONDS
 ) -> Engine:
     """The engine of ``database_url``. It keeps ``pool_size`` connections open: the pool closes a
     connection it opened beyond them as soon as it comes back, so a pool smaller than the requests
     a process serves at once opens and closes a connection (on PostgreSQL a new server process) for
     most of them. ``connect_timeout`` bounds opening one: an address that takes the connection and
     never answers fails the request (503) instead of holding it."""
-    kwargs.setdefault("pool_size", pool_size)
     if database_url.startswith("sqlite"):
         db_path = database_url.split("///", 1)[-1]
         if db_path and db_path != ":memory:":
             Path(db_path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            database_url, connect_args={"timeout": SQLITE_BUSY_SECONDS, "check_same_thread": False}, **kwargs
+            database_url,
+            connect_args={"timeout": SQLITE_BUSY_SECONDS, "check_same_thread": False},
+            pool_size=pool_size,
         )
         writers = WriterQueue()
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -65,15 +63,26 @@ def make_engine(
         event.listen(engine, "commit", writers.end)
         event.listen(engine, "rollback", writers.end)
         return engine
-    kwargs.setdefault("max_overflow", 20)
     # No ping per checkout: it was a round trip on every transaction. A connection the server
     # dropped (a restart, a failover) fails its next statement instead; SQLAlchemy recognises the
     # disconnect and invalidates the whole pool, the request answers 503 storage.unavailable
     # (broker.problems) and the next ones connect afresh. Recycling bounds a connection's age, so
     # one a firewall or pooler silently dropped while idle is replaced before it is used again.
-    kwargs.setdefault("pool_pre_ping", False)
-    kwargs.setdefault("pool_recycle", POOL_RECYCLE_SECONDS)
-    return create_engine(database_url, connect_args={"connect_timeout": connect_timeout}, **kwargs)
+    return create_engine(
+        database_url,
+        connect_args={"connect_timeout": connect_timeout},
+        pool_size=pool_size,
+        max_overflow=20,
+        pool_pre_ping=False,
+        pool_recycle=POOL_RECYCLE_SECONDS,
+    )
+
+
+def configured_engine(settings: Settings) -> Engine:
+    """The engine of ``BROKER_DATABASE_URL`` with the pool and connect timeout the settings give."""
+    return make_engine(
+        settings.database_url, pool_size=settings.db_pool_size, connect_timeout=settings.db_connect_timeout_seconds
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

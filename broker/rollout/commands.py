@@ -3,36 +3,18 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
-from broker.db.session import Database
+from broker.db.migrate import command_database
 from broker.settings import get_settings
 
 
 @click.group()
 def rollout() -> None:
     """Coverage of the offices × evidence types, and onboarding of authorities."""
-
-
-@contextmanager
-def _database() -> Iterator[Database]:
-    from broker.db.migrate import upgrade
-    from broker.db.session import make_engine
-
-    settings = get_settings()
-    engine = make_engine(settings.database_url)
-    try:
-        if settings.is_sqlite:
-            # The embedded database migrates itself, as `broker serve` does.
-            upgrade(engine)
-        yield Database(engine)
-    finally:
-        engine.dispose()
 
 
 @rollout.command("status")
@@ -43,7 +25,7 @@ def status(gaps_only: bool) -> None:
     exchanges, errors and p95 duration."""
     from broker.rollout import presenters, service
 
-    with _database() as database, database.read() as session:
+    with command_database(get_settings()) as database, database.read() as session:
         matrix = service.matrix(session, datetime.now(UTC))
     for line in presenters.status_lines(matrix, gaps_only):
         click.echo(line)
@@ -58,7 +40,7 @@ def report(out: Path, days: int) -> None:
     from broker.rollout import presenters, service
     from broker.rollout.report import render
 
-    with _database() as database, database.read() as session:
+    with command_database(get_settings()) as database, database.read() as session:
         matrix = service.matrix(session, datetime.now(UTC), history_days=days)
     try:
         out.write_text(render(matrix), encoding="utf-8")
@@ -120,7 +102,7 @@ def deactivate(authority_id: str) -> None:
     from broker.rollout.presenters import plural
 
     try:
-        with _database() as database, database.unit_of_work() as session:
+        with command_database(get_settings()) as database, database.unit_of_work() as session:
             changed = service.deactivate(session, authority_id, actor=CLI_ACTOR, now=datetime.now(UTC))
     except Problem as refusal:
         raise click.ClickException(refusal.detail) from None

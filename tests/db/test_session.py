@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -144,27 +144,28 @@ def test_the_settings_size_the_pool(tmp_path: Path) -> None:
         engine.dispose()
 
 
-def test_a_database_address_that_never_answers_fails_within_the_connect_timeout() -> None:
-    """A listener that takes the TCP connection and never answers (a dead host behind a load
-    balancer, a half-open firewall) must not hold a request: connecting fails within the timeout."""
+@pytest.fixture
+def silent_database_url() -> Iterator[str]:
+    """A PostgreSQL address that takes the TCP connection and never answers (a dead host behind a
+    load balancer, a half-open firewall)."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
-        port = listener.getsockname()[1]
-        engine = make_engine(f"postgresql+psycopg://broker@127.0.0.1:{port}/broker", connect_timeout=2)
-        started = time.monotonic()
-        with pytest.raises(OperationalError):
-            engine.connect()
-        assert time.monotonic() - started < 8
-        engine.dispose()
+        yield f"postgresql+psycopg://broker@127.0.0.1:{listener.getsockname()[1]}/broker"
 
 
-def test_preflight_names_a_database_that_never_answers(tmp_path: Path) -> None:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(8)
-        url = f"postgresql+psycopg://broker@127.0.0.1:{listener.getsockname()[1]}/broker"
-        started = time.monotonic()
-        with pytest.raises(preflight.StartupError, match="cannot use the database"):
-            preflight.database(Settings(database_url=url, db_connect_timeout_seconds=2))
-        assert time.monotonic() - started < 8
+def test_a_database_address_that_never_answers_fails_within_the_connect_timeout(silent_database_url: str) -> None:
+    # It must not hold a request: connecting fails within the timeout.
+    engine = make_engine(silent_database_url, connect_timeout=2)
+    started = time.monotonic()
+    with pytest.raises(OperationalError):
+        engine.connect()
+    assert time.monotonic() - started < 8
+    engine.dispose()
+
+
+def test_preflight_names_a_database_that_never_answers(silent_database_url: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(preflight.StartupError, match="cannot use the database"):
+        preflight.database(Settings(database_url=silent_database_url, db_connect_timeout_seconds=2))
+    assert time.monotonic() - started < 8

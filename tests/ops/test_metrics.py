@@ -251,7 +251,7 @@ def test_gauges_report_queue_outbox_log_and_breakers(own_world: World, tmp_path:
 def test_a_database_out_of_reach_leaves_the_breakers_and_says_so(own_world: World) -> None:
     world = own_world
     # Nothing listens on port 1: the connection is refused at once.
-    broken = Database(make_engine("postgresql+psycopg://broker@127.0.0.1:1/broker", pool_pre_ping=False))
+    broken = Database(make_engine("postgresql+psycopg://broker@127.0.0.1:1/broker"))
     push = world.deps.registry.get().authorities[AUTHORITY].model_copy(update={"binding": "http_push"})
     gauges = metrics.DomainGauges(broken, lambda: {AUTHORITY: push}, Breakers(), world.clock.now)
     try:
