@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 
 from broker import bootstrap, openapi
 from broker.audit.routes import router as audit_router
@@ -60,6 +61,19 @@ def freeze_startup_heap() -> None:
         gc.freeze()
 
 
+# FastAPI traces every request (its body, validation errors, exception messages) into whatever
+# OpenTelemetry provider the process has, and exports to OTEL_EXPORTER_OTLP_ENDPOINT when
+# FASTAPI_OTEL_AUTO_CONFIGURE=true: personal data on an outbound path around the egress policy.
+# Off, whatever the environment says; the broker's own metrics (/metrics) carry bounded labels only.
+NO_FRAMEWORK_TELEMETRY: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+    "auto_configure": False,
+}
+
+
 def create_app(settings: Settings | None = None, container: bootstrap.Container | None = None) -> FastAPI:
     settings = settings or get_settings()
     if problems := settings.serving_problems():
@@ -81,6 +95,7 @@ def create_app(settings: Settings | None = None, container: bootstrap.Container 
         title="Once-Only evidence broker",
         version="0.1.0",
         description="Routes evidence requests to source authorities, seals evidence, keeps a verifiable log.",
+        telemetry=NO_FRAMEWORK_TELEMETRY,
     )
     app.state.services = built.services
     install_problem_handlers(app)
