@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Select, Table, and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
@@ -31,11 +31,54 @@ _checkpoints = cast(Table, Checkpoint.__table__)
 STREAM_CHUNK = 50_000
 
 
-def queue(session: Session, entry: LogEntry) -> LogEntry:
-    session.add(entry)
-    # The session's identity map holds objects weakly; keeping this transaction's entries lets
-    # entry_position answer a fresh delivery's receipt from memory instead of a query.
-    session.info.setdefault("queued_log_entries", []).append(entry)
+@dataclass(frozen=True)
+class QueuedEntry:
+    """An entry written to the queue in the caller's transaction: its seq and its leaf hash."""
+
+    seq: int
+    leaf_hash: bytes
+
+
+class EntryRow(NamedTuple):
+    """The columns of a queued entry (``seq`` and ``log_index`` are the database's to give)."""
+
+    body: bytes
+    leaf_hash: bytes
+    recorded_at: datetime
+    event: str
+    exchange_id: str | None
+    requester: str | None
+    authority: str | None
+    evidence_type: str | None
+    subject_pseudonym: str | None
+
+
+# Entries this session queued, by seq: a fresh delivery's receipt is answered from them.
+_QUEUED = "broker_queued_log_entries"
+# PostgreSQL: one prepared statement on the driver's connection. Every step of an exchange writes
+# an entry, always the same nine columns: through the ORM's unit of work the row cost several
+# times the statement (the exchange itself stays an ORM object: the lifecycle works on it).
+_QUEUE_PG = (
+    f"INSERT INTO log_entries ({', '.join(EntryRow._fields)}) "
+    f"VALUES ({', '.join(['%s'] * len(EntryRow._fields))}) RETURNING seq"
+)
+_QUEUE_CORE = insert(_log).returning(_log.c.seq)
+
+
+def queue(session: Session, row: EntryRow) -> QueuedEntry:
+    """Write an entry to the queue now, in the session's transaction; the integrator gives it its index."""
+    if session.get_bind().dialect.name == "postgresql":
+        driver = session.connection().connection.driver_connection
+        assert driver is not None
+        with driver.cursor() as cursor:
+            cursor.execute(_QUEUE_PG, row, prepare=True)
+            found = cursor.fetchone()
+            assert found is not None
+            seq = int(found[0])
+    else:
+        seq = int(session.execute(_QUEUE_CORE, row._asdict()).scalar_one())
+    entry = QueuedEntry(seq, row.leaf_hash)
+    session.info.setdefault(_QUEUED, {})[seq] = entry
     return entry
 
 
@@ -191,10 +234,12 @@ def checkpoint_at(session: Session, size: int) -> StoredCheckpoint | None:
 
 def entry_position(session: Session, seq: int) -> tuple[int | None, bytes] | None:
     """(log index or None while queued, leaf hash) of the entry with this seq."""
-    # session.get answers from the identity map without a query when the entry was queued in
-    # this very session (an exchange that was just delivered).
-    entry = session.get(LogEntry, seq)
-    return (entry.log_index, bytes(entry.leaf_hash)) if entry is not None else None
+    # An entry this very session queued (an exchange that was just delivered) is known without a query.
+    queued_here = session.info.get(_QUEUED, {}).get(seq)
+    if queued_here is not None:
+        return None, queued_here.leaf_hash
+    row = session.execute(select(_log.c.log_index, _log.c.leaf_hash).where(_log.c.seq == seq)).first()
+    return (row[0], bytes(row[1])) if row is not None else None
 
 
 # --- the auditors' listing ------------------------------------------------------------------

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from broker.audit import repository
 from broker.audit.merkle import leaf_hash
-from broker.db.models import LogEntry
+from broker.audit.repository import EntryRow, QueuedEntry
 
 ENTRY_VERSION = 2
 EVENTS = (
@@ -125,11 +125,12 @@ class EntryFacts:
         )
 
 
-def record(session: Session, facts: EntryFacts) -> LogEntry:
+def record(session: Session, facts: EntryFacts) -> QueuedEntry:
+    """Queue the entry of ``facts`` in the session's transaction; it is in the log once that commits."""
     body = facts.canonical()
     return repository.queue(
         session,
-        LogEntry(
+        EntryRow(
             body=body,
             leaf_hash=leaf_hash(body),
             recorded_at=facts.time,

@@ -26,7 +26,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -231,11 +231,6 @@ class Exchange(Base):
     evidence_digest: Mapped[str | None] = mapped_column(String(64))
     # Log sequence number of the entry that records delivery, for the receipt.
     delivery_log_seq: Mapped[int | None] = mapped_column(BigId)
-    # That entry as an object (no foreign key in the schema): the flush then inserts the entry
-    # first and the exchange's row with its seq, instead of an UPDATE of the row afterwards.
-    delivery_entry: Mapped[LogEntry | None] = relationship(
-        primaryjoin="foreign(Exchange.delivery_log_seq) == LogEntry.seq"
-    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

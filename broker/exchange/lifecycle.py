@@ -23,9 +23,10 @@ from enum import StrEnum
 
 from sqlalchemy.orm import Session
 
+from broker.audit.repository import QueuedEntry
 from broker.audit.service import EntryFacts, record
 from broker.callbacks import service as callbacks
-from broker.db.models import Exchange, LogEntry
+from broker.db.models import Exchange
 from broker.logging import get_logger
 from broker.ops import metrics
 from broker.problems import Problem
@@ -83,7 +84,7 @@ def is_terminal(state: str | None) -> bool:
     return state in TERMINAL
 
 
-def receive(session: Session, exchange: Exchange, *, at: datetime, requester: str) -> LogEntry:
+def receive(session: Session, exchange: Exchange, *, at: datetime, requester: str) -> QueuedEntry:
     """Start a new exchange's life: it enters ``received`` and the log records the request."""
     if exchange.state is not None:
         raise TransitionRefused(f"exchange {exchange.id} has a life already ({exchange.state})")
@@ -101,7 +102,7 @@ def transition(
     at: datetime,
     requester: str,
     problem: Problem | None = None,
-) -> LogEntry | None:
+) -> QueuedEntry | None:
     """Move ``exchange`` to ``to``; returns the log entry that records it (None for ``authorised``).
 
     A ``problem`` states why a ``rejected``, ``failed`` or ``expired`` exchange ended; it is kept
@@ -145,7 +146,7 @@ def step(
     requester: str,
     outcome: str | None = None,
     reason: str | None = None,
-) -> LogEntry:
+) -> QueuedEntry:
     """Record a step of the exchange in the provenance log: a transition's, or one that changes no
     state (the citizen's preview decision)."""
     return record(

@@ -383,9 +383,7 @@ def deliver(
     exchange.expires_at = now + deps.retention
     entry = lifecycle.transition(session, exchange, State.DELIVERED, at=now, requester=requester)
     assert entry is not None
-    # The flush writes the entry, then the exchange's row with the entry's seq in it.
-    exchange.delivery_entry = entry
-    session.flush()
+    exchange.delivery_log_seq = entry.seq
 
 
 def hold_for_preview(
