@@ -31,6 +31,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import event
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, SessionTransaction
 
 from adapters.http_push import Breakers
@@ -228,13 +229,20 @@ class AuthorityCall:
 
 @contextmanager
 def authority_call(authority_id: str, binding: str) -> Iterator[AuthorityCall]:
-    """Time the block as one call of the authority; a block that raises counts as an error."""
+    """Time the block as one call of the authority; a block that raises counts as an error, unless
+    what failed was the broker's own database (an in-process register reads it in the exchange's
+    transaction): that says nothing about the authority, and would page its operators for an
+    outage of the broker's storage (the 503s and /readyz say that one)."""
     call = AuthorityCall(authority_id, binding)
     started = time.perf_counter()
     try:
         yield call
-    finally:
-        authority_called(call.authority_id, call.binding, call.outcome, time.perf_counter() - started)
+    except SQLAlchemyError:
+        raise
+    except BaseException:
+        authority_called(call.authority_id, call.binding, None, time.perf_counter() - started)
+        raise
+    authority_called(call.authority_id, call.binding, call.outcome, time.perf_counter() - started)
 
 
 # --- gauges computed at scrape time --------------------------------------------------------

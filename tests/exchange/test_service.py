@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import psycopg
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
@@ -66,9 +67,11 @@ def test_a_faulty_adapter_fails_the_exchange_not_the_request(world: World) -> No
         raise RuntimeError("register on fire")
 
     world.answer = broken
+    errors_before = authority_calls("melderegister-13004").get("error", 0)
     result = world.request()
     assert result.problem is not None and result.problem.reason == "authority.error"
     assert world.exchange(result.exchange.id).state == State.FAILED
+    assert authority_calls("melderegister-13004").get("error", 0) == errors_before + 1
 
 
 def test_a_database_error_in_an_in_process_register_fails_the_request_and_keeps_nothing(world: World) -> None:
@@ -85,12 +88,26 @@ def test_a_database_error_in_an_in_process_register_fails_the_request_and_keeps_
     world.answer = connection_lost
     with world.database.read() as session:
         before = session.scalar(select(func.count()).select_from(Exchange))
+    calls_before = authority_calls("melderegister-13004")
     with pytest.raises(OperationalError) as raised:
         world.request()
     problem = storage_problem(raised.value)
     assert problem is not None and (problem.status, problem.reason) == (503, "storage.unavailable")
     with world.database.read() as session:
         assert session.scalar(select(func.count()).select_from(Exchange)) == before
+    # The broker's storage failed, not the authority: its calls are not counted as errors.
+    assert authority_calls("melderegister-13004") == calls_before
+
+
+def authority_calls(authority: str) -> dict[str, float]:
+    """This process's count of the authority's calls by result (broker_authority_calls_total)."""
+    found: dict[str, float] = {}
+    for metric in REGISTRY.collect():
+        if metric.name == "broker_authority_calls":
+            for sample in metric.samples:
+                if sample.name.endswith("_total") and sample.labels["authority"] == authority:
+                    found[sample.labels["result"]] = found.get(sample.labels["result"], 0) + sample.value
+    return found
 
 
 @pytest.mark.parametrize(
