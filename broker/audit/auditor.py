@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import queue
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from broker.audit import repository
 from broker.audit.bundle import ExportSummary, write_bundle
 from broker.audit.note import Verifier
-from broker.audit.verify import EntryScan, Report, verify_log
+from broker.audit.verify import EntryScan, HashedChunk, Report, StoredLevel, hash_chunk, verify_log
 from broker.keys.store import KeyStore
 
 T = TypeVar("T")
@@ -84,9 +87,14 @@ def verify_database(
 ) -> Report:
     _snapshot(session)
     checkpoints = [(c.tree_size, c.root_hash, c.note) for c in repository.all_checkpoints(session)]
-    scan = EntryScan()
-    for chunk in _prefetched(repository.stream_entries(session)):
-        scan.add_chunk(chunk)
+    bind = session.get_bind()
+    if isinstance(bind, Engine) and bind.dialect.name == "postgresql":
+        scan, levels = _read_in_parallel(session, bind)
+    else:
+        scan = EntryScan()
+        for chunk in _prefetched(repository.stream_entries(session)):
+            scan.add_chunk(chunk)
+        levels = None
     return verify_log(
         checkpoints,
         scan,
@@ -94,9 +102,41 @@ def verify_database(
         origin=origin,
         reference=lambda: repository.leaf_level(session),
         stored_nodes=lambda: repository.stream_nodes(session),
-        stored_levels=lambda: repository.node_levels(session),
+        stored_levels=lambda: levels,
         trusted=trusted,
     )
+
+
+# How many connections read the entries of a PostgreSQL log at once (one more reads the stored tree).
+ENTRY_READERS = 2
+
+
+def _read_in_parallel(session: Session, engine: Engine) -> tuple[EntryScan, list[StoredLevel] | None]:
+    """The entries, hashed, and the stored tree's levels, read by connections of their own from the
+    session's snapshot: PostgreSQL sends them in several server processes at once, and the threads
+    here wait for it without the GIL (a reader hashes its chunk as it comes, keeping no bodies)."""
+    snapshot = repository.export_snapshot(session)
+    last = repository.max_log_index(session)
+    step = ((last or 0) + ENTRY_READERS) // ENTRY_READERS
+    # Open at both ends: an entry with an index outside [0, last] (tampering) is still read.
+    bounds: list[int | None] = [None, *(step * n for n in range(1, ENTRY_READERS)), None]
+
+    def entries(start: int | None, upto: int | None) -> list[HashedChunk]:
+        with repository.snapshot_session(engine, snapshot) as reader:
+            return [hash_chunk(rows) for rows in repository.stream_entries(reader, upto, start=start)]
+
+    def levels() -> list[StoredLevel] | None:
+        with repository.snapshot_session(engine, snapshot) as reader:
+            return repository.node_levels(reader)
+
+    with ThreadPoolExecutor(max_workers=ENTRY_READERS + 1, thread_name_prefix="audit-read") as pool:
+        stored = pool.submit(levels)
+        parts = [pool.submit(entries, start, upto) for start, upto in itertools.pairwise(bounds)]
+        scan = EntryScan()
+        for part in parts:
+            for chunk in part.result():
+                scan.add_hashed(chunk)
+        return scan, stored.result()
 
 
 def export_database(

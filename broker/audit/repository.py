@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Select, Table, and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import Engine, Select, Table, and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from broker.audit.merkle import NodeId, StoredNode
@@ -312,6 +314,35 @@ def subjects_entries(
 
 # --- whole-log reads for verification and export ----------------------------------------------
 
+# What pg_export_snapshot() returns (e.g. 00000003-0000001B-1); it is spliced into SET TRANSACTION
+# SNAPSHOT, which takes no bind parameter.
+_SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+(?:-[0-9]+)?")
+
+
+def export_snapshot(session: Session) -> str:
+    """PostgreSQL: the id of the session's (repeatable read) snapshot, for other connections to
+    read exactly what it sees while its transaction lasts."""
+    return str(session.execute(text("SELECT pg_export_snapshot()")).scalar_one())
+
+
+@contextmanager
+def snapshot_session(engine: Engine, snapshot: str) -> Iterator[Session]:
+    """PostgreSQL: a read session on a connection of its own that sees the exported ``snapshot``.
+
+    Several of them read one log in parallel, each in a server process of its own, and still
+    together see one state of it (as ``pg_dump --jobs`` does)."""
+    if not _SNAPSHOT_ID.fullmatch(snapshot):
+        raise ValueError(f"not a snapshot id: {snapshot!r}")
+    with engine.connect() as connection:
+        connection.execution_options(isolation_level="REPEATABLE READ")
+        connection.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+        with Session(bind=connection) as session:
+            yield session
+
+
+def max_log_index(session: Session) -> int | None:
+    return session.execute(select(func.max(_log.c.log_index))).scalar_one_or_none()
+
 
 def _chunks(session: Session, query: Select[Any]) -> Iterator[list[tuple[Any, ...]]]:
     """The rows of ``query`` in chunks of STREAM_CHUNK, without holding the whole result.
@@ -335,9 +366,14 @@ def _chunks(session: Session, query: Select[Any]) -> Iterator[list[tuple[Any, ..
         yield [tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in part]
 
 
-def stream_entries(session: Session, upto: int | None = None) -> Iterator[list[tuple[int, bytes, bytes]]]:
-    """(log index, body, leaf hash) of every integrated entry (below ``upto``), in index order, in chunks."""
+def stream_entries(
+    session: Session, upto: int | None = None, *, start: int | None = None
+) -> Iterator[list[tuple[int, bytes, bytes]]]:
+    """(log index, body, leaf hash) of every integrated entry (from ``start``, below ``upto``), in
+    index order, in chunks."""
     query = select(_log.c.log_index, _log.c.body, _log.c.leaf_hash).where(_log.c.log_index.is_not(None))
+    if start is not None:
+        query = query.where(_log.c.log_index >= start)
     if upto is not None:
         query = query.where(_log.c.log_index < upto)
     yield from _chunks(session, query.order_by(_log.c.log_index))

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker.audit.merkle import root_from_leaf_hashes
+from broker.audit.merkle import leaf_hash, root_from_leaf_hashes
 from broker.audit.note import Checkpoint, Verifier, sign_note
 from broker.audit.verify import (
     CHECKPOINT_FORGED,
@@ -23,6 +23,7 @@ from broker.audit.verify import (
     LeafTree,
     Report,
     classify,
+    hash_chunk,
     verify_log,
 )
 
@@ -119,3 +120,33 @@ def test_an_intact_log_states_what_was_established() -> None:
     report = verify_log([signed(tree, 4), signed(tree, 9)], scan_of(leaves(9)), [VERIFIER], trusted=[trusted])
     assert report.intact
     assert any("consistent with the latest checkpoint (tree size 9)" in fact for fact in report.facts)
+
+
+def scanned_one_by_one(rows: list[tuple[int, bytes, bytes]]) -> EntryScan:
+    scan = EntryScan()
+    for index, body, recorded in rows:
+        scan.add(body, index=index, recorded_leaf=recorded)
+    return scan
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(-2, 30), st.binary(max_size=8), st.booleans()),
+        max_size=40,
+    ),
+    st.integers(1, 9),
+)
+def test_entries_hashed_in_chunks_are_judged_as_one_at_a_time(
+    entries: list[tuple[int, bytes, bool]], chunk_size: int
+) -> None:
+    """Reader threads hash chunks (hash_chunk) that the scan takes in log order (add_hashed): gaps,
+    repeated or out-of-order indices and changed bodies are named exactly as entry by entry."""
+    rows = sorted(
+        (index, body, leaf_hash(body) if intact else hashlib.sha256(body).digest()) for index, body, intact in entries
+    )
+    expected = scanned_one_by_one(rows)
+    chunked = EntryScan()
+    for start in range(0, len(rows), chunk_size):
+        chunked.add_hashed(hash_chunk(rows[start : start + chunk_size]))
+    assert chunked.leaves == expected.leaves
+    assert chunked.findings == expected.findings
