@@ -14,7 +14,8 @@ postgresql+psycopg://postgres@127.0.0.1:5432/test), which it drops at the end:
 4. an inclusion proof through the repository (one query for all nodes) on the N-entry tree;
 5. ``broker audit export`` of the N entries and ``verify-bundle`` of that export, offline.
 
-Design targets: ≥ 5,000 appends/s, ≤ 10 s to verify 1,000,000 entries, ≤ 2 ms per proof.
+Design targets (issue 15): ≥ 5,000 appends/s at 3 entries a transaction, ≤ 5 s to verify 1,000,000
+entries, ≤ 2 ms per proof.
 Prints figures only; it asserts nothing.
 """
 
@@ -197,19 +198,22 @@ def bench_backlog(url: str, keys: KeyStore, count: int) -> None:
 
 
 def bench_verify(url: str, keys: KeyStore) -> None:
+    """Twice: the first read after the bulk integration also sets PostgreSQL's hint bits on a
+    million freshly updated rows (writing them), which a log integrated as it grows has behind it."""
     engine = make_engine(url)
     sessions = make_session_factory(engine)
     verifiers = checkpoint_verifiers(keys, ORIGIN)
-    started = time.perf_counter()
-    with sessions() as session:
-        report = verify_database(session, verifiers, ORIGIN)
-    elapsed = time.perf_counter() - started
+    for run in ("first read after the bulk integration", "again"):
+        started = time.perf_counter()
+        with sessions() as session:
+            report = verify_database(session, verifiers, ORIGIN)
+        elapsed = time.perf_counter() - started
+        state = "intact" if report.intact else f"NOT intact ({len(report.findings)} findings)"
+        print(
+            f"verify from the database (broker audit verify), {run}: {report.entries:,} entries, "
+            f"{len(report.checkpoints):,} checkpoints in {elapsed:.2f} s, {state} (target <= 5 s for 1,000,000)"
+        )
     engine.dispose()
-    state = "intact" if report.intact else f"NOT intact ({len(report.findings)} findings)"
-    print(
-        f"verify from the database (broker audit verify): {report.entries:,} entries, "
-        f"{len(report.checkpoints):,} checkpoints in {elapsed:.2f} s, {state} (target <= 10 s for 1,000,000)"
-    )
 
 
 def bench_proofs(url: str, count: int) -> None:
