@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
 import uuid
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Engine, Select, Table, and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import Dialect, Engine, Select, Table, and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from broker.audit.merkle import NodeId, StoredNode
@@ -57,30 +58,42 @@ class EntryRow(NamedTuple):
 
 # Entries this session queued, by seq: a fresh delivery's receipt is answered from them.
 _QUEUED = "broker_queued_log_entries"
-# PostgreSQL: one prepared statement on the driver's connection. Every step of an exchange writes
-# an entry, always the same nine columns: through the ORM's unit of work the row cost several
-# times the statement (the exchange itself stays an ORM object: the lifecycle works on it).
-_QUEUE_PG = (
-    f"INSERT INTO log_entries ({', '.join(EntryRow._fields)}) "
-    f"VALUES ({', '.join(['%s'] * len(EntryRow._fields))}) RETURNING seq"
-)
-_QUEUE_CORE = insert(_log).returning(_log.c.seq)
+
+
+@functools.cache
+def _queue_statement(dialect: Dialect) -> tuple[str, list[Callable[[Any], Any] | None]]:
+    """The INSERT of an entry in the driver's own parameter style, and the column types' conversions
+    of the values (SQLite keeps a timestamp as SQLAlchemy's text, PostgreSQL as itself)."""
+    marks = ", ".join(["%s" if dialect.paramstyle in ("format", "pyformat") else "?"] * len(EntryRow._fields))
+    statement = f"INSERT INTO log_entries ({', '.join(EntryRow._fields)}) VALUES ({marks}) RETURNING seq"
+    return statement, [_log.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in EntryRow._fields]
 
 
 def queue(session: Session, row: EntryRow) -> QueuedEntry:
-    """Write an entry to the queue now, in the session's transaction; the integrator gives it its index."""
-    if session.get_bind().dialect.name == "postgresql":
-        driver = session.connection().connection.driver_connection
-        assert driver is not None
-        with driver.cursor() as cursor:
-            cursor.execute(_QUEUE_PG, row, prepare=True)
-            found = cursor.fetchone()
-            assert found is not None
-            seq = int(found[0])
-    else:
-        seq = int(session.execute(_QUEUE_CORE, row._asdict()).scalar_one())
-    entry = QueuedEntry(seq, row.leaf_hash)
-    session.info.setdefault(_QUEUED, {})[seq] = entry
+    """Write an entry to the queue now, in the session's transaction; the integrator gives it its index.
+
+    One statement on the driver's connection, prepared on PostgreSQL: every step of an exchange
+    writes an entry, always the same nine columns, and through the ORM's unit of work (or Core)
+    the row cost several times the statement. The exchange itself stays an ORM object: the
+    lifecycle works on it.
+    """
+    connection = session.connection()
+    statement, processors = _queue_statement(connection.dialect)
+    values = tuple(value if convert is None else convert(value) for convert, value in zip(processors, row, strict=True))
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    cursor = driver.cursor()
+    try:
+        if connection.dialect.name == "postgresql":
+            cursor.execute(statement, values, prepare=True)
+        else:
+            cursor.execute(statement, values)
+        found = cursor.fetchone()
+    finally:
+        cursor.close()
+    assert found is not None
+    entry = QueuedEntry(int(found[0]), row.leaf_hash)
+    session.info.setdefault(_QUEUED, {})[entry.seq] = entry
     return entry
 
 
