@@ -191,7 +191,11 @@ def test_another_citizen_can_neither_see_nor_decide_nor_revoke(world: World) -> 
     assert [e["event"] for e in entries(world, consent_id)] == ["consent_requested"]
 
 
-@pytest.mark.parametrize("consent_id", [str(uuid.uuid4()), "not-a-consent", "", "x" * 400, str(uuid.uuid4()).upper()])
+# Fixed ids: the parametrisation must be the same in every pytest-xdist worker.
+@pytest.mark.parametrize(
+    "consent_id",
+    ["4b0c2a46-93c1-4f0e-9d3a-6a1f2e7c5b10", "not-a-consent", "", "x" * 400, "9E6D1C2B-7A4F-4C38-B5E1-0D2F3A4B5C6D"],
+)
 def test_an_unknown_or_malformed_id_is_not_found(world: World, consent_id: str) -> None:
     with world.database.read() as session:
         assert refusal(lambda: service.for_citizen(session, consent_id, erika(world))) == (404, "consent.not_found")
