@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: run test lint bench profile clean
+.PHONY: run test test-packages lint bench profile clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,27 +39,45 @@ $(BROWSER_TESTS)/node_modules/.installed: $(BROWSER_TESTS)/package-lock.json $(B
 		echo "npm is not on PATH: the browser tests' npm packages are not installed, those tests will skip"; \
 	fi
 
+# The Debian packages the tests and benches drive, installed where they are missing: chromium and
+# chromium-driver (the browser tests; Playwright drives /usr/bin/chromium, no browser download works
+# here), prometheus (promtool on deploy/prometheus, and a real Prometheus that fires an alert), wrk
+# (the load generator of bench.exchange and bench.profile; a Python one measures itself). Without
+# apt-get, or neither root nor sudo, nothing is installed and those tests skip, unless
+# BROKER_TEST_REQUIRE_BROWSER / BROKER_TEST_REQUIRE_PROMETHEUS make them fail instead (CI sets both).
+# A daemon the prometheus package may start on :9090 is not used: the tests start their own.
+TEST_COMMANDS := /usr/bin/chromium /usr/bin/chromedriver /usr/bin/prometheus /usr/bin/promtool /usr/bin/wrk
+AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo)
+APT_GET := $(AS_ROOT) env DEBIAN_FRONTEND=noninteractive apt-get
+
+test-packages:
+	@missing=; for command in $(TEST_COMMANDS); do [ -x $$command ] || missing=yes; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1 || { [ -n "$(AS_ROOT)" ] && ! command -v sudo >/dev/null 2>&1; }; then \
+		echo "cannot install Debian's chromium, chromium-driver, prometheus and wrk (no apt-get, or neither root nor sudo): the tests that need them will skip" >&2; exit 0; \
+	fi; \
+	echo "Installing Debian's chromium, chromium-driver, prometheus and wrk for the tests and benches"; \
+	$(APT_GET) update -q && $(APT_GET) install -y -q --no-install-recommends chromium chromium-driver prometheus wrk; \
+	for command in $(TEST_COMMANDS); do [ -x $$command ] || { echo "apt-get ran, but $$command is not there" >&2; exit 1; }; done
+
 # Two workers (pytest-xdist), a test module each at a time so its fixtures stay in one process:
 # most tests wait on subprocess brokers and databases, so the suite takes about 18 instead of 28
 # minutes on two cores.
-test: $(VENV)/.installed $(BROWSER_TESTS)/node_modules/.installed
-	tools/install-test-packages
+test: $(VENV)/.installed $(BROWSER_TESTS)/node_modules/.installed test-packages
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check broker adapters bench tests
 	$(BIN)/mypy broker adapters
 
-bench: $(VENV)/.installed
-	tools/install-test-packages
+bench: $(VENV)/.installed test-packages
 	$(BIN)/python -m bench.exchange
 	$(BIN)/python -m bench.xml
 	$(BIN)/python -m bench.log
 	$(BIN)/python -m bench.merkle
 
 # Where a synchronous exchange spends its time: a flame graph of the broker under load (var/profile.svg).
-profile: $(VENV)/.installed
-	tools/install-test-packages
+profile: $(VENV)/.installed test-packages
 	$(BIN)/python -m bench.profile
 
 clean:
