@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Dialect, Engine, Select, Table, and_, bindparam, func, insert, or_, select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Dialect, Engine, Select, Table, and_, bindparam, event, func, insert, or_, select, text, update
+from sqlalchemy.orm import Session, SessionTransaction
 
 from broker.audit.merkle import NodeId, StoredNode
 from broker.db.models import Checkpoint, LogEntry, MerkleNode
+from broker.db.session import READ_ONLY
 
 # pg_advisory_xact_lock takes a bigint; derive it from a name so it cannot collide by accident
 # with another feature's lock number.
@@ -34,12 +35,29 @@ _checkpoints = cast(Table, Checkpoint.__table__)
 STREAM_CHUNK = 50_000
 
 
-@dataclass(frozen=True)
 class QueuedEntry:
-    """An entry written to the queue in the caller's transaction: its seq and its leaf hash."""
+    """An entry queued in the caller's transaction: its leaf hash at once, its seq once it is written.
 
-    seq: int
-    leaf_hash: bytes
+    The entries a transaction queues are written together, in one statement: when the first of
+    them is asked for its seq, else just before the transaction commits.
+    """
+
+    def __init__(self, session: Session, leaf_hash: bytes) -> None:
+        self._session: Session | None = session
+        self._seq: int | None = None
+        self.leaf_hash = leaf_hash
+
+    @property
+    def seq(self) -> int:
+        if self._seq is None:
+            assert self._session is not None
+            write_queued(self._session)
+        if self._seq is None:
+            raise RuntimeError("the entry's transaction ended without writing it")
+        return self._seq
+
+    def _written(self, seq: int) -> None:
+        self._seq, self._session = seq, None
 
 
 class EntryRow(NamedTuple):
@@ -56,45 +74,113 @@ class EntryRow(NamedTuple):
     subject_pseudonym: str | None
 
 
-# Entries this session queued, by seq: a fresh delivery's receipt is answered from them.
+# Where a session keeps what it queued: the entries not yet written (in the order they were
+# queued), and the written ones by seq (a fresh delivery's receipt is answered from them).
+_PENDING = "broker_pending_log_entries"
 _QUEUED = "broker_queued_log_entries"
 
+# Rows per INSERT: well under SQLite's limit of host parameters per statement (9 columns a row).
+WRITE_CHUNK = 500
 
-@functools.cache
-def _queue_statement(dialect: Dialect) -> tuple[str, list[Callable[[Any], Any] | None]]:
-    """The INSERT of an entry in the driver's own parameter style, and the column types' conversions
-    of the values (SQLite keeps a timestamp as SQLAlchemy's text, PostgreSQL as itself)."""
-    marks = ", ".join(["%s" if dialect.paramstyle in ("format", "pyformat") else "?"] * len(EntryRow._fields))
-    statement = f"INSERT INTO log_entries ({', '.join(EntryRow._fields)}) VALUES ({marks}) RETURNING seq"
-    return statement, [_log.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in EntryRow._fields]
+
+class _Dialect(NamedTuple):
+    name: str
+    paramstyle: str
+
+
+# The column types' conversions of the values by dialect (SQLite keeps a timestamp as
+# SQLAlchemy's text, PostgreSQL as itself); built once per kind of dialect, not per engine.
+_CONVERSIONS: dict[_Dialect, list[Callable[[Any], Any] | None]] = {}
+
+
+def _conversions(dialect: Dialect) -> list[Callable[[Any], Any] | None]:
+    key = _Dialect(dialect.name, dialect.paramstyle)
+    found = _CONVERSIONS.get(key)
+    if found is None:
+        found = [_log.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in EntryRow._fields]
+        _CONVERSIONS[key] = found
+    return found
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_statement(dialect: _Dialect, rows: int) -> str:
+    """The INSERT of ``rows`` entries in the driver's own parameter style, returning their seqs."""
+    mark = "%s" if dialect.paramstyle in ("format", "pyformat") else "?"
+    values = ", ".join([f"({', '.join([mark] * len(EntryRow._fields))})"] * rows)
+    return f"INSERT INTO log_entries ({', '.join(EntryRow._fields)}) VALUES {values} RETURNING seq, leaf_hash"
 
 
 def queue(session: Session, row: EntryRow) -> QueuedEntry:
-    """Write an entry to the queue now, in the session's transaction; the integrator gives it its index.
+    """Queue an entry in the session's transaction; the integrator later gives it its index.
 
-    One statement on the driver's connection, prepared on PostgreSQL: every step of an exchange
-    writes an entry, always the same nine columns, and through the ORM's unit of work (or Core)
-    the row cost several times the statement. The exchange itself stays an ORM object: the
-    lifecycle works on it.
+    Nothing is sent yet: the transaction's entries go out together (:func:`write_queued`), so
+    the three entries of a synchronous exchange cost one round trip, not three.
     """
+    # Begins the session's transaction if nothing has yet: the entry belongs to it, and goes if it
+    # rolls back.
+    if session.connection().get_execution_options().get(READ_ONLY):
+        # A read session never commits: the entry would be lost without a word.
+        raise RuntimeError("Database.read() sessions do not record log entries; use Database.unit_of_work()")
+    entry = QueuedEntry(session, row.leaf_hash)
+    session.info.setdefault(_PENDING, []).append((row, entry))
+    return entry
+
+
+def write_queued(session: Session) -> None:
+    """Write the entries the session queued and has not written yet, in the order they were queued.
+
+    One statement on the driver's connection per ``WRITE_CHUNK`` entries, prepared on
+    PostgreSQL: through the ORM's unit of work (or Core) the rows cost several times the
+    statement, on the hot path of every exchange. Runs by itself before the session commits.
+    """
+    pending: list[tuple[EntryRow, QueuedEntry]] = session.info.pop(_PENDING, [])
+    if not pending:
+        return
     connection = session.connection()
-    statement, processors = _queue_statement(connection.dialect)
-    values = tuple(value if convert is None else convert(value) for convert, value in zip(processors, row, strict=True))
+    dialect = connection.dialect
+    conversions = _conversions(dialect)
     driver = connection.connection.driver_connection
     assert driver is not None
-    cursor = driver.cursor()
-    try:
-        if connection.dialect.name == "postgresql":
-            cursor.execute(statement, values, prepare=True)
-        else:
-            cursor.execute(statement, values)
-        found = cursor.fetchone()
-    finally:
-        cursor.close()
-    assert found is not None
-    entry = QueuedEntry(int(found[0]), row.leaf_hash)
-    session.info.setdefault(_QUEUED, {})[entry.seq] = entry
-    return entry
+    written = session.info.setdefault(_QUEUED, {})
+    for start in range(0, len(pending), WRITE_CHUNK):
+        chunk = pending[start : start + WRITE_CHUNK]
+        statement = _insert_statement(_Dialect(dialect.name, dialect.paramstyle), len(chunk))
+        values = tuple(
+            value if convert is None else convert(value)
+            for row, _entry in chunk
+            for convert, value in zip(conversions, row, strict=True)
+        )
+        cursor = driver.cursor()
+        try:
+            if dialect.name == "postgresql":
+                cursor.execute(statement, values, prepare=True)
+            else:
+                cursor.execute(statement, values)
+            numbered = sorted((int(seq), bytes(leaf)) for seq, leaf in cursor.fetchall())
+        finally:
+            cursor.close()
+        # The database numbers the rows in the order of the VALUES list; the order they come back
+        # in is not promised (SQLite's RETURNING), hence the sort, and this check of the pairing.
+        if [leaf for _seq, leaf in numbered] != [row.leaf_hash for row, _entry in chunk]:
+            raise RuntimeError("log entries were numbered out of the order they were queued in")
+        for (seq, _leaf), (_row, entry) in zip(numbered, chunk, strict=True):
+            entry._written(seq)
+            written[seq] = entry
+
+
+def _write_before_commit(session: Session) -> None:
+    write_queued(session)
+
+
+def _discard_unwritten(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_PENDING, None)
+
+
+# Every session: whatever code commits it, its queued entries go out in its transaction first;
+# a transaction that ends otherwise (rolled back, closed) takes them with it.
+event.listen(Session, "before_commit", _write_before_commit)
+event.listen(Session, "after_transaction_end", _discard_unwritten)
 
 
 # --- integrator ---------------------------------------------------------------------------

@@ -1,0 +1,86 @@
+"""Queued entries: a transaction's entries are written together, in the order queued, or not at all."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from broker.audit import repository
+from broker.audit.service import record
+from broker.db.models import LogEntry
+from broker.db.session import Database, unit_of_work
+
+from .conftest import facts
+
+
+def stored(sessions: sessionmaker[Session]) -> list[tuple[int, bytes]]:
+    with sessions() as session:
+        return [
+            (seq, bytes(body))
+            for seq, body in session.execute(select(LogEntry.seq, LogEntry.body).order_by(LogEntry.seq))
+        ]
+
+
+def rows_in(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(LogEntry)) or 0)
+
+
+def test_entries_wait_until_a_seq_is_asked_for_then_go_out_together_in_queued_order(
+    sessions: sessionmaker[Session],
+) -> None:
+    with unit_of_work(sessions) as session:
+        queued = [record(session, facts(number)) for number in (3, 1, 2)]
+        assert rows_in(session) == 0  # nothing sent yet
+        last = queued[-1].seq  # the delivery asks for its entry's seq: all three are written
+        assert rows_in(session) == 3
+        seqs = [entry.seq for entry in queued]
+    assert seqs == sorted(seqs) and seqs[-1] == last
+    assert [body for _seq, body in stored(sessions)] == [facts(n).canonical() for n in (3, 1, 2)]
+
+
+def test_commit_writes_what_nobody_asked_for(sessions: sessionmaker[Session]) -> None:
+    with unit_of_work(sessions) as session:
+        first = record(session, facts(1))
+        record(session, facts(2))
+    assert [body for _seq, body in stored(sessions)] == [facts(1).canonical(), facts(2).canonical()]
+    assert first.seq == stored(sessions)[0][0]
+
+
+def test_many_entries_go_out_in_chunks_in_queued_order(
+    sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(repository, "WRITE_CHUNK", 2)
+    with unit_of_work(sessions) as session:
+        for number in (5, 4, 3, 2, 1):
+            record(session, facts(number))
+    assert [body for _seq, body in stored(sessions)] == [facts(n).canonical() for n in (5, 4, 3, 2, 1)]
+
+
+def test_a_rolled_back_or_abandoned_transaction_takes_its_queued_entries_with_it(
+    sessions: sessionmaker[Session],
+) -> None:
+    with pytest.raises(RuntimeError), unit_of_work(sessions) as session:
+        record(session, facts(1))
+        raise RuntimeError("the step failed")
+    session = sessions()
+    record(session, facts(2))
+    session.close()  # neither committed nor rolled back by the caller
+    # The same session object used again: only what its new transaction queued is written.
+    record(session, facts(3))
+    session.commit()
+    session.close()
+    assert [body for _seq, body in stored(sessions)] == [facts(3).canonical()]
+    with sessions() as session:
+        entry = record(session, facts(4))
+        session.rollback()
+        with pytest.raises(RuntimeError, match="ended without writing"):
+            _ = entry.seq
+    assert [body for _seq, body in stored(sessions)] == [facts(3).canonical()]
+
+
+def test_a_read_session_refuses_to_record(engine: Engine, sessions: sessionmaker[Session]) -> None:
+    database = Database(engine)
+    with database.read() as session, pytest.raises(RuntimeError, match="do not record"):
+        record(session, facts(1))
+    assert stored(sessions) == []
