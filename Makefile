@@ -75,6 +75,8 @@ bench: $(VENV)/.installed test-packages
 	$(BIN)/python -m bench.xml
 	$(BIN)/python -m bench.log
 	$(BIN)/python -m bench.merkle
+	@if command -v valgrind >/dev/null 2>&1; then $(BIN)/python -m bench.instructions; \
+	else echo "valgrind is not installed: bench.instructions (instructions per request) left out"; fi
 
 # Where a synchronous exchange spends its time: a flame graph of the broker under load (var/profile.svg).
 profile: $(VENV)/.installed test-packages
