@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from broker.clock import as_utc
 from broker.db.models import Exchange
-from broker.deps import ClockDep, Db, Evidence, Exchanges, ExchangeSlots, PreviewsDep, Remote, Requester
+from broker.deps import ClockDep, Db, Evidence, ExchangeRoute, ExchangeRouteDep, Requester
 from broker.exchange import repository
 from broker.exchange.lifecycle import State
 from broker.exchange.presenters import exchange_out, href, receipt_out
@@ -40,12 +40,12 @@ def _answer(
     return JSONResponse(body, status_code=code, headers=headers)
 
 
-def _as_it_stands(db: Db, deps: Exchanges, exchange: Exchange) -> Exchange:
+def _as_it_stands(route: ExchangeRoute, exchange: Exchange) -> Exchange:
     """The exchange with its preview expired first if its time is up (which writes)."""
     if exchange.state != State.AWAITING_PREVIEW:
         return exchange
-    with db.unit_of_work() as session:
-        return previews.current(session, deps, exchange.id) or exchange
+    with route.database.unit_of_work() as session:
+        return previews.current(session, route.exchanges, exchange.id) or exchange
 
 
 @router.post(
@@ -57,30 +57,26 @@ def _as_it_stands(db: Db, deps: Exchanges, exchange: Exchange) -> Exchange:
 def create_evidence_request(
     body: EvidenceRequestIn,
     principal: Requester,
-    db: Db,
-    deps: Exchanges,
-    remote: Remote,
-    slots: ExchangeSlots,
-    preview_links: PreviewsDep,
+    route: ExchangeRouteDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JSONResponse:
-    with slots:
+    with route.slots:
         try:
-            result, receipt = _run(db, deps, remote, principal, body, idempotency_key)
+            result, receipt = _run(route, principal, body, idempotency_key)
         except KeyTaken:  # a concurrent request with this key won; now this one replays it
-            result, receipt = _run(db, deps, remote, principal, body, idempotency_key)
+            result, receipt = _run(route, principal, body, idempotency_key)
     # A remote authority is asked only now that the routed exchange is committed.
-    result = remote.settle(result)
-    exchange = _as_it_stands(db, deps, result.exchange)
-    return _answer(exchange, result.problem, receipt, preview_path(preview_links, exchange))
+    result = route.remote.settle(result)
+    exchange = _as_it_stands(route, result.exchange)
+    return _answer(exchange, result.problem, receipt, preview_path(route.previews, exchange))
 
 
 def _run(
-    db: Db, deps: Exchanges, remote: Remote, principal: Requester, body: EvidenceRequestIn, key: str | None
+    route: ExchangeRoute, principal: Requester, body: EvidenceRequestIn, key: str | None
 ) -> tuple[ExchangeResult, ReceiptOut | None]:
-    with db.unit_of_work() as session:
-        result = request_evidence(session, deps, principal, body, key)
-        remote.begin(session, result)
+    with route.database.unit_of_work() as session:
+        result = request_evidence(session, route.exchanges, principal, body, key)
+        route.remote.begin(session, result)
         # Known now: the delivery entry's leaf hash; its log index once the integrator ran.
         return result, receipt_out(session, result.exchange)
 
@@ -94,13 +90,11 @@ def _owned(db: Db, principal: Requester, exchange_id: str) -> Exchange:
 
 
 @router.get("/{exchange_id}", response_model=ExchangeOut, responses=PROBLEM_RESPONSES)
-def get_evidence_request(
-    exchange_id: str, principal: Requester, db: Db, deps: Exchanges, preview_links: PreviewsDep
-) -> JSONResponse:
-    exchange = _as_it_stands(db, deps, _owned(db, principal, exchange_id))
-    with db.read() as session:
+def get_evidence_request(exchange_id: str, principal: Requester, route: ExchangeRouteDep) -> JSONResponse:
+    exchange = _as_it_stands(route, _owned(route.database, principal, exchange_id))
+    with route.database.read() as session:
         receipt = receipt_out(session, exchange)
-    out = exchange_out(exchange, receipt, preview_path(preview_links, exchange))
+    out = exchange_out(exchange, receipt, preview_path(route.previews, exchange))
     return JSONResponse(out.model_dump(mode="json", exclude_none=True))
 
 
