@@ -11,9 +11,25 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple, cast
+from typing import Any, Literal, NamedTuple, cast, overload
 
-from sqlalchemy import Dialect, Engine, Select, Table, and_, bindparam, event, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Dialect,
+    Engine,
+    Select,
+    Table,
+    Transaction,
+    and_,
+    bindparam,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session, SessionTransaction
 
 from broker.audit.merkle import NodeId, StoredNode
@@ -42,22 +58,23 @@ class QueuedEntry:
     them is asked for its seq, else just before the transaction commits.
     """
 
-    def __init__(self, session: Session, leaf_hash: bytes) -> None:
-        self._session: Session | None = session
+    def __init__(self, connection: Connection, session: Session, leaf_hash: bytes) -> None:
+        self._connection: Connection | None = connection
+        # Keeps the written entry for the receipt of a fresh delivery (entry_position).
+        self._session = session
         self._seq: int | None = None
         self.leaf_hash = leaf_hash
 
     @property
     def seq(self) -> int:
-        if self._seq is None:
-            assert self._session is not None
-            write_queued(self._session)
+        if self._seq is None and self._connection is not None and not self._connection.closed:
+            write_queued(self._connection)
         if self._seq is None:
             raise RuntimeError("the entry's transaction ended without writing it")
         return self._seq
 
     def _written(self, seq: int) -> None:
-        self._seq, self._session = seq, None
+        self._seq, self._connection = seq, None
 
 
 class EntryRow(NamedTuple):
@@ -74,13 +91,17 @@ class EntryRow(NamedTuple):
     subject_pseudonym: str | None
 
 
-# Where a session keeps what it queued: the entries not yet written (in the order they were
-# queued), and the written ones by seq (a fresh delivery's receipt is answered from them).
+# The entries not yet written, in the order queued, on the transaction's connection (``info``,
+# a _Queue); the written ones by seq, on the session (a fresh delivery's receipt is answered
+# from them).
 _PENDING = "broker_pending_log_entries"
 _QUEUED = "broker_queued_log_entries"
 
 # Rows per INSERT: well under SQLite's limit of host parameters per statement (9 columns a row).
 WRITE_CHUNK = 500
+# PostgreSQL prepares the INSERTs of up to this many rows (an exchange's transaction writes up to
+# three): a server-side statement for every other size seen would only pile up.
+PREPARED_ROWS = 4
 
 
 class _Dialect(NamedTuple):
@@ -114,36 +135,70 @@ def queue(session: Session, row: EntryRow) -> QueuedEntry:
     """Queue an entry in the session's transaction; the integrator later gives it its index.
 
     Nothing is sent yet: the transaction's entries go out together (:func:`write_queued`), so
-    the three entries of a synchronous exchange cost one round trip, not three.
+    the three entries of a synchronous exchange cost one round trip, not three. They are kept
+    with the database transaction itself, which writes them before it commits, by whatever code
+    commits it, and drops them when it rolls back.
     """
-    # Begins the session's transaction if nothing has yet: the entry belongs to it, and goes if it
-    # rolls back.
-    if session.connection().get_execution_options().get(READ_ONLY):
+    # Begins the session's transaction if nothing has yet: the entry belongs to it.
+    connection = session.connection()
+    if connection.get_execution_options().get(READ_ONLY):
         # A read session never commits: the entry would be lost without a word.
         raise RuntimeError("Database.read() sessions do not record log entries; use Database.unit_of_work()")
-    entry = QueuedEntry(session, row.leaf_hash)
-    session.info.setdefault(_PENDING, []).append((row, entry))
+    if connection.in_nested_transaction():
+        # A savepoint's rollback would have to take back entries written inside it, and with them
+        # seqs already handed out (a delivery keeps its entry's): steps are recorded outside them.
+        raise RuntimeError("log entries are recorded in a top-level transaction, not inside a savepoint")
+    entry = QueuedEntry(connection, session, row.leaf_hash)
+    _queue_of(connection, create=True).append((row, entry))
     return entry
 
 
-def write_queued(session: Session) -> None:
-    """Write the entries the session queued and has not written yet, in the order they were queued.
+class _Queue(NamedTuple):
+    # The transaction the entries belong to: the pooled connection (and its ``info``) outlives it,
+    # and a queue left by one that rolled back must never reach the next.
+    transaction: Transaction
+    entries: list[tuple[EntryRow, QueuedEntry]]
+
+
+@overload
+def _queue_of(connection: Connection, *, create: Literal[True]) -> list[tuple[EntryRow, QueuedEntry]]: ...
+@overload
+def _queue_of(connection: Connection, *, create: Literal[False]) -> list[tuple[EntryRow, QueuedEntry]] | None: ...
+def _queue_of(connection: Connection, *, create: bool) -> list[tuple[EntryRow, QueuedEntry]] | None:
+    """The entries queued in the connection's current transaction (None if none and not ``create``)."""
+    transaction = connection.get_transaction()
+    found: _Queue | None = connection.info.get(_PENDING)
+    if found is not None and found.transaction is transaction:
+        return found.entries
+    if not create or transaction is None:
+        connection.info.pop(_PENDING, None)
+        return None
+    queued = _Queue(transaction, [])
+    connection.info[_PENDING] = queued
+    return queued.entries
+
+
+def write_queued(connection: Connection) -> None:
+    """Write the entries queued in the connection's transaction and not written yet, in the order
+    they were queued.
 
     One statement on the driver's connection per ``WRITE_CHUNK`` entries, prepared on
-    PostgreSQL: through the ORM's unit of work (or Core) the rows cost several times the
-    statement, on the hot path of every exchange. Runs by itself before the session commits.
+    PostgreSQL for the few rows of an exchange: through the ORM's unit of work (or Core) the rows
+    cost several times the statement, on the hot path of every exchange. Runs by itself when the
+    transaction commits, on the driver's connection, before the COMMIT. An entry leaves the queue
+    only once its row is written.
     """
-    pending: list[tuple[EntryRow, QueuedEntry]] = session.info.pop(_PENDING, [])
+    pending = _queue_of(connection, create=False)
     if not pending:
         return
-    connection = session.connection()
+    if connection.in_nested_transaction():
+        raise RuntimeError("log entries are written in their top-level transaction, not inside a savepoint")
     dialect = connection.dialect
     conversions = _conversions(dialect)
     driver = connection.connection.driver_connection
     assert driver is not None
-    written = session.info.setdefault(_QUEUED, {})
-    for start in range(0, len(pending), WRITE_CHUNK):
-        chunk = pending[start : start + WRITE_CHUNK]
+    while pending:
+        chunk = pending[:WRITE_CHUNK]
         statement = _insert_statement(_Dialect(dialect.name, dialect.paramstyle), len(chunk))
         values = tuple(
             value if convert is None else convert(value)
@@ -153,7 +208,7 @@ def write_queued(session: Session) -> None:
         cursor = driver.cursor()
         try:
             if dialect.name == "postgresql":
-                cursor.execute(statement, values, prepare=True)
+                cursor.execute(statement, values, prepare=len(chunk) <= PREPARED_ROWS)
             else:
                 cursor.execute(statement, values)
             numbered = sorted((int(seq), bytes(leaf)) for seq, leaf in cursor.fetchall())
@@ -165,22 +220,27 @@ def write_queued(session: Session) -> None:
             raise RuntimeError("log entries were numbered out of the order they were queued in")
         for (seq, _leaf), (_row, entry) in zip(numbered, chunk, strict=True):
             entry._written(seq)
-            written[seq] = entry
+            entry._session.info.setdefault(_QUEUED, {})[seq] = entry
+        del pending[: len(chunk)]
 
 
-def _write_before_commit(session: Session) -> None:
-    write_queued(session)
+def _write_at_commit(connection: Connection) -> None:
+    write_queued(connection)
 
 
-def _discard_unwritten(session: Session, transaction: SessionTransaction) -> None:
+def _forget_written(session: Session, transaction: SessionTransaction) -> None:
+    # What a finished transaction wrote means nothing to the session's next one (whose seqs
+    # SQLite may hand out again).
     if transaction.parent is None:
-        session.info.pop(_PENDING, None)
+        session.info.pop(_QUEUED, None)
 
 
-# Every session: whatever code commits it, its queued entries go out in its transaction first;
-# a transaction that ends otherwise (rolled back, closed) takes them with it.
-event.listen(Session, "before_commit", _write_before_commit)
-event.listen(Session, "after_transaction_end", _discard_unwritten)
+# The queued entries of a transaction go out when it commits, whatever code commits it (a
+# session, the connection itself, the owner of a transaction a session joined); a transaction
+# that ends otherwise (rolled back, closed, its connection returned) leaves them behind, never to
+# be written (see _Queue).
+event.listen(Engine, "commit", _write_at_commit)
+event.listen(Session, "after_transaction_end", _forget_written)
 
 
 # --- integrator ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.audit import repository
+from broker.audit.merkle import leaf_hash
 from broker.audit.service import record
 from broker.db.models import LogEntry
 from broker.db.session import Database, unit_of_work
@@ -83,4 +84,95 @@ def test_a_read_session_refuses_to_record(engine: Engine, sessions: sessionmaker
     database = Database(engine)
     with database.read() as session, pytest.raises(RuntimeError, match="do not record"):
         record(session, facts(1))
+    assert stored(sessions) == []
+
+
+def test_steps_are_not_recorded_inside_a_savepoint(sessions: sessionmaker[Session]) -> None:
+    with sessions() as session:
+        outer = record(session, facts(1))
+        savepoint = session.begin_nested()
+        with pytest.raises(RuntimeError, match="not inside a savepoint"):
+            record(session, facts(2))
+        with pytest.raises(RuntimeError, match="not inside a savepoint"):
+            _ = outer.seq  # written inside the savepoint, its rollback would take the row back
+        savepoint.rollback()
+        session.commit()
+    assert [body for _seq, body in stored(sessions)] == [facts(1).canonical()]
+    assert outer.seq == stored(sessions)[0][0]
+
+
+def test_a_savepoints_commit_leaves_the_entries_to_the_transactions(sessions: sessionmaker[Session]) -> None:
+    with sessions() as session:
+        record(session, facts(1))
+        with session.begin_nested():
+            assert rows_in(session) == 0
+        assert rows_in(session) == 0
+        session.commit()
+    assert [body for _seq, body in stored(sessions)] == [facts(1).canonical()]
+
+
+def test_a_commit_past_the_session_takes_the_entries_with_it(engine: Engine, sessions: sessionmaker[Session]) -> None:
+    session = sessions()
+    record(session, facts(1))
+    session.connection().commit()  # the connection's own commit, not the session's
+    session.close()
+    with engine.connect() as connection:
+        connection.begin()
+        joined = Session(bind=connection)  # a session joined to a transaction its owner commits
+        record(joined, facts(2))
+        connection.commit()
+        joined.close()
+    assert [body for _seq, body in stored(sessions)] == [facts(1).canonical(), facts(2).canonical()]
+
+
+def test_entries_whose_write_failed_stay_queued(
+    sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session = sessions()
+    record(session, facts(1))
+    real = repository._insert_statement
+    monkeypatch.setattr(
+        repository,
+        "_insert_statement",
+        lambda dialect, rows: real(dialect, rows).replace("log_entries", "no_such_table"),
+    )
+    with pytest.raises(Exception, match="no_such_table"):
+        session.commit()
+    monkeypatch.undo()
+    try:
+        session.commit()  # SQLite goes on with the transaction; PostgreSQL has aborted it
+    except Exception:
+        session.rollback()
+        assert stored(sessions) == []
+    else:
+        assert [body for _seq, body in stored(sessions)] == [facts(1).canonical()]
+    finally:
+        session.close()
+
+
+def test_a_reused_session_forgets_what_its_earlier_transaction_wrote(sessions: sessionmaker[Session]) -> None:
+    session = sessions()
+    gone = record(session, facts(1)).seq
+    session.rollback()
+    kept = record(session, facts(2)).seq
+    session.commit()
+    position = repository.entry_position(session, gone)
+    if gone == kept:  # SQLite hands the rolled-back seq out again
+        assert position == (None, leaf_hash(facts(2).canonical()))
+    else:
+        assert position is None
+    session.close()
+
+
+def test_a_connection_rolled_back_by_its_owner_drops_the_entries(
+    engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    with engine.connect() as connection:
+        connection.begin()
+        joined = Session(bind=connection)
+        record(joined, facts(1))
+        connection.rollback()
+        joined.close()
+        connection.begin()  # the same connection's next transaction
+        connection.commit()
     assert stored(sessions) == []
