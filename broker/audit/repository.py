@@ -92,8 +92,8 @@ class EntryRow(NamedTuple):
 
 
 # The entries not yet written, in the order queued, on the transaction's connection (``info``,
-# a _Queue); the written ones by seq, on the session (a fresh delivery's receipt is answered
-# from them).
+# a _Queue), and that connection on the session that queued them; the written ones by seq, on
+# the session (a fresh delivery's receipt is answered from them).
 _PENDING = "broker_pending_log_entries"
 _QUEUED = "broker_queued_log_entries"
 
@@ -150,6 +150,7 @@ def queue(session: Session, row: EntryRow) -> QueuedEntry:
         raise RuntimeError("log entries are recorded in a top-level transaction, not inside a savepoint")
     entry = QueuedEntry(connection, session, row.leaf_hash)
     _queue_of(connection, create=True).append((row, entry))
+    session.info[_PENDING] = connection
     return entry
 
 
@@ -224,7 +225,18 @@ def write_queued(connection: Connection) -> None:
         del pending[: len(chunk)]
 
 
+def _write_before_commit(session: Session) -> None:
+    # A session writes its queue before the commit begins, where a failed write is an ordinary
+    # failed statement that the caller rolls back. A savepoint's commit (RELEASE) is not the
+    # transaction's: its entries wait for the real one.
+    connection = session.info.get(_PENDING)
+    if connection is not None and not session.in_nested_transaction():
+        write_queued(connection)
+
+
 def _write_at_commit(connection: Connection) -> None:
+    # Whatever a session did not write already: a commit past the session (the connection's
+    # own, or the owner's of a transaction a session joined).
     write_queued(connection)
 
 
@@ -232,6 +244,7 @@ def _forget_written(session: Session, transaction: SessionTransaction) -> None:
     # What a finished transaction wrote means nothing to the session's next one (whose seqs
     # SQLite may hand out again).
     if transaction.parent is None:
+        session.info.pop(_PENDING, None)
         session.info.pop(_QUEUED, None)
 
 
@@ -239,6 +252,7 @@ def _forget_written(session: Session, transaction: SessionTransaction) -> None:
 # session, the connection itself, the owner of a transaction a session joined); a transaction
 # that ends otherwise (rolled back, closed, its connection returned) leaves them behind, never to
 # be written (see _Queue).
+event.listen(Session, "before_commit", _write_before_commit)
 event.listen(Engine, "commit", _write_at_commit)
 event.listen(Session, "after_transaction_end", _forget_written)
 
@@ -446,7 +460,9 @@ def integrated_entries(
 
 
 def step_reasons(session: Session, exchange_id: str, event: str) -> set[str]:
-    """The reason codes of an exchange's entries of one event (integrated or still queued)."""
+    """The reason codes of an exchange's entries of one event (integrated or still queued, this
+    transaction's own included: they are written first)."""
+    write_queued(session.connection())
     bodies = session.scalars(select(LogEntry.body).where(LogEntry.exchange_id == exchange_id, LogEntry.event == event))
     return {str(reason) for body in bodies if (reason := json.loads(body).get("reason")) is not None}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -10,7 +12,7 @@ from broker.audit import repository
 from broker.audit.merkle import leaf_hash
 from broker.audit.service import record
 from broker.db.models import LogEntry
-from broker.db.session import Database, unit_of_work
+from broker.db.session import SQLITE_BUSY_SECONDS, Database, unit_of_work
 
 from .conftest import facts
 
@@ -143,11 +145,16 @@ def test_entries_whose_write_failed_stay_queued(
         session.commit()  # SQLite goes on with the transaction; PostgreSQL has aborted it
     except Exception:
         session.rollback()
-        assert stored(sessions) == []
+        expected = []
     else:
-        assert [body for _seq, body in stored(sessions)] == [facts(1).canonical()]
+        expected = [facts(1).canonical()]
     finally:
         session.close()
+    # The failed write was an ordinary failed statement: the next writer does not wait for a turn
+    # the failure kept (SQLite's writers queue for the write lock, SQLITE_BUSY_SECONDS at most).
+    started = time.monotonic()
+    assert [body for _seq, body in stored(sessions)] == expected
+    assert time.monotonic() - started < SQLITE_BUSY_SECONDS / 2
 
 
 def test_a_reused_session_forgets_what_its_earlier_transaction_wrote(sessions: sessionmaker[Session]) -> None:
@@ -176,3 +183,11 @@ def test_a_connection_rolled_back_by_its_owner_drops_the_entries(
         connection.begin()  # the same connection's next transaction
         connection.commit()
     assert stored(sessions) == []
+
+
+def test_a_read_of_the_log_sees_the_entries_its_own_transaction_queued(sessions: sessionmaker[Session]) -> None:
+    refused = facts(1, event="preview_refused", reason="citizen.not_subject")
+    with unit_of_work(sessions) as session:
+        record(session, refused)
+        # Recorded once per exchange and reason: the second attempt in a transaction must see the first.
+        assert repository.step_reasons(session, str(refused.exchange), "preview_refused") == {"citizen.not_subject"}
