@@ -48,7 +48,6 @@ $(BROWSER_TESTS)/node_modules/.installed: $(BROWSER_TESTS)/package-lock.json $(B
 # A daemon the prometheus package may start on :9090 is not used: the tests start their own.
 TEST_COMMANDS := /usr/bin/chromium /usr/bin/chromedriver /usr/bin/prometheus /usr/bin/promtool /usr/bin/wrk
 AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo)
-APT_GET := $(AS_ROOT) env DEBIAN_FRONTEND=noninteractive apt-get
 
 test-packages:
 	@missing=; for command in $(TEST_COMMANDS); do [ -x $$command ] || missing=yes; done; \
@@ -57,7 +56,8 @@ test-packages:
 		echo "cannot install Debian's chromium, chromium-driver, prometheus and wrk (no apt-get, or neither root nor sudo): the tests that need them will skip" >&2; exit 0; \
 	fi; \
 	echo "Installing Debian's chromium, chromium-driver, prometheus and wrk for the tests and benches"; \
-	$(APT_GET) update -q && $(APT_GET) install -y -q --no-install-recommends chromium chromium-driver prometheus wrk; \
+	$(AS_ROOT) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	$(AS_ROOT) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver prometheus wrk; \
 	for command in $(TEST_COMMANDS); do [ -x $$command ] || { echo "apt-get ran, but $$command is not there" >&2; exit 1; }; done
 
 # Two workers (pytest-xdist), a test module each at a time so its fixtures stay in one process:
