@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 import pytest
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Browser, Locator, Page
 
 BROWSER_DIR = Path(__file__).resolve().parent
 NODE_MODULES = BROWSER_DIR / "node_modules"
@@ -279,6 +279,16 @@ def sign_in_at_provider(page: Page, login: str, *, timeout_ms: int = SIGN_IN_TIM
             text = page.locator("main").inner_text() if page.locator("main").count() else page.content()
             raise AssertionError(f"signing in at the provider as {login!r} did not return to the client: {text}")
     page.wait_for_load_state("load", timeout=timeout_ms)
+
+
+def submit(page: Page, button: Locator) -> None:
+    """Click a form's submit button and return once the page its answer loads is there.
+
+    Playwright's click returns once the navigation it starts is under way, not done: read right
+    after it, ``page.content()`` can be the empty document of a page still loading.
+    """
+    with page.expect_navigation(wait_until="load"):
+        button.click()
 
 
 @cache

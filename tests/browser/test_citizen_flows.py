@@ -23,6 +23,7 @@ from tests.browser.conftest import (
     describe_violations,
     sign_in_at_provider,
     start_oidc_provider,
+    submit,
 )
 from tests.citizen.client import CitizenClient
 from tests.conftest import SHARED_DIR, LiveBroker, free_port, fresh_broker
@@ -114,7 +115,7 @@ def test_erika_approves_her_preview_and_her_cockpit_proves_it(page: Page, setup:
     open_as(page, setup, exchange["links"]["preview"], "erika")
     assert page.get_by_text("1964-08-12").count() == 1 and page.get_by_text("Mustermann").count() >= 1
     accessible(page)
-    page.get_by_role("button", name="Übermitteln").click()
+    submit(page, page.get_by_role("button", name="Übermitteln"))
     assert "zugestimmt" in page.content()
     accessible(page)
 
@@ -148,14 +149,14 @@ def test_erika_grants_a_consent_and_revokes_it_in_her_cockpit(page: Page, setup:
     open_as(page, setup, approval, "erika")
     assert "Wohngeldantrag" in page.content()
     accessible(page)
-    page.get_by_role("button", name="Einwilligen").click()
+    submit(page, page.get_by_role("button", name="Einwilligen"))
     assert "Sie haben eingewilligt" in page.content()
     accessible(page)
     with setup.broker.client(setup.requester) as client:
         assert client.get(consent["links"]["self"]).json()["state"] == "granted"
     page.goto(setup.broker.base_url + "/citizen")
     assert "erteilt" in page.content()
-    page.get_by_role("button", name="Widerrufen").first.click()
+    submit(page, page.get_by_role("button", name="Widerrufen").first)
     assert "widerrufen" in page.content()
     with setup.broker.client(setup.requester) as client:
         assert client.get(consent["links"]["self"]).json()["revoked_at"] is not None
@@ -208,11 +209,11 @@ def test_the_pages_work_without_javascript(chromium: Browser, setup: Setup) -> N
         page.get_by_role("link", name="Anmelden").click()
         # The provider's own page is plain HTML too.
         sign_in_at_provider(page, "erika")
-        page.get_by_role("button", name="Ablehnen").click()
+        submit(page, page.get_by_role("button", name="Ablehnen"))
         assert "abgelehnt" in page.content()
         page.goto(setup.broker.base_url + "/citizen")
         assert "Datenschutzcockpit" in page.content() and "JavaScript" in page.content()
-        page.get_by_role("button", name="Abmelden").click()
+        submit(page, page.get_by_role("button", name="Abmelden"))
         assert "Sie sind abgemeldet" in page.content()
     finally:
         context.close()
