@@ -13,10 +13,10 @@ called directly, no HTTP server: uvicorn's share is the same for both and left o
 after another. Counting starts after a warm-up (``callgrind_control -i on``) and covers every
 thread of the process: the event loop, the thread pool, the database driver. The broker runs on
 a throwaway seeded PostgreSQL database (``BROKER_TEST_POSTGRES_URL``) with its background jobs
-(log integrator, sweeps, callbacks, the registry's refresh) slowed down: under valgrind a request
-takes fifty times as long, and they would otherwise run every few exchanges instead of once for
-hundreds, by the clock, so that the count would depend on how long the run took. Needs valgrind (Debian package
-``valgrind``).
+(log integrator, sweeps, callbacks, the registry's refresh) slowed down by their settings: under
+valgrind a request takes fifty times as long, and they would otherwise run every few exchanges
+instead of once for hundreds, by the clock, so that the count would depend on how long the run
+took. Needs valgrind (Debian package ``valgrind``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,11 @@ from bench.exchange import ERIKA_REQUEST, postgres_broker
 
 WARM_UP = 20
 # Far beyond a run: the background jobs do not run while instructions are counted.
-QUIET_BACKGROUND = {"BROKER_INTEGRATE_INTERVAL_SECONDS": "100000", "BROKER_BACKGROUND_INTERVAL_SECONDS": "100000"}
+QUIET_BACKGROUND = {
+    "BROKER_INTEGRATE_INTERVAL_SECONDS": "100000",
+    "BROKER_BACKGROUND_INTERVAL_SECONDS": "100000",
+    "BROKER_REGISTRY_REFRESH_SECONDS": "100000",
+}
 
 
 def _scope(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
@@ -101,12 +105,8 @@ def child(app_name: str, requests: int) -> None:
 
         asyncio.run(_drive(app, _scope("GET", "/hello", []), b"", requests, 200))
         return
-    from broker import bootstrap
     from broker.app import create_app
 
-    # Like the other background jobs: the registry's refresh runs by the clock, under valgrind
-    # once every few dozen exchanges, and would make the count depend on how long the run took.
-    bootstrap.REGISTRY_REFRESH_SECONDS = float(QUIET_BACKGROUND["BROKER_INTEGRATE_INTERVAL_SECONDS"])
     body = json.dumps(ERIKA_REQUEST).encode()
     headers = [
         (b"content-type", b"application/json"),

@@ -43,9 +43,6 @@ from broker.xml.evidence import EvidenceSchemas
 from broker.xml.hardened import XmlLimits
 from broker.xml.schematron import MessageKind, RuleSet, rule_sets_for
 
-# A registry change made through one process reaches every other process within this time.
-REGISTRY_REFRESH_SECONDS = 5.0
-
 
 @dataclass(frozen=True)
 class Container:
@@ -188,7 +185,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         gauges=DomainGauges(database, lambda: registry.get().authorities, adapters.breakers, clock.now),
     )
     jobs = (
-        Periodic("registry", REGISTRY_REFRESH_SECONDS, registry.refresh),
+        Periodic("registry", settings.registry_refresh_seconds, registry.refresh),
         Periodic("sweeps", settings.background_interval_seconds, sweeps.run_once),
         send_callbacks,
         integrator,

@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     egress_allow: str = ""
     # Seconds between two runs of the background sweeps (expiry, callbacks) in a serving process.
     background_interval_seconds: float = 1.0
+    # Seconds between two readings of the registry in a serving process: a change made through
+    # another process (another worker, the CLI, the admin API of another broker) reaches this one
+    # within this time. A change through this process takes effect in it at once.
+    registry_refresh_seconds: float = Field(default=5.0, gt=0)
     # Database connections a process keeps open. The pool closes any connection opened beyond
     # these when it comes back: with fewer than the requests served at once, most requests would
     # open a new one (on PostgreSQL a new server process; 260 for 1,940 reads at 16 connections with
