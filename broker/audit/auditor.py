@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from broker.audit import repository
 from broker.audit.bundle import ExportSummary, write_bundle
 from broker.audit.note import Verifier
-from broker.audit.verify import EntryScan, HashedChunk, Report, StoredLevel, hash_chunk, verify_log
+from broker.audit.verify import EntryScan, HashedChunk, Report, StoredLevel, hash_chunk, hash_packed, verify_log
 from broker.keys.store import KeyStore
 
 T = TypeVar("T")
@@ -109,6 +109,10 @@ def verify_database(
 
 # How many connections read the entries of a PostgreSQL log at once (one more reads the stored tree).
 ENTRY_READERS = 2
+# Entries a reader asks for at once, packed (repository.packed_entries): about 3 MB of bodies,
+# which PostgreSQL sorts within its default work_mem (4 MB; a larger window sorted on disk, and
+# verifying 1,000,000 entries took 0.5 s longer with 10,000).
+PACKED_WINDOW = 4_000
 
 
 def _read_in_parallel(session: Session, engine: Engine) -> tuple[EntryScan, list[StoredLevel] | None]:
@@ -122,8 +126,10 @@ def _read_in_parallel(session: Session, engine: Engine) -> tuple[EntryScan, list
     bounds: list[int | None] = [None, *(step * n for n in range(1, ENTRY_READERS)), None]
 
     def entries(start: int | None, upto: int | None) -> list[HashedChunk]:
+        if last is None:  # no integrated entry at all
+            return []
         with repository.snapshot_session(engine, snapshot) as reader:
-            return [hash_chunk(rows) for rows in repository.stream_entries(reader, upto, start=start)]
+            return list(_hashed_windows(reader, start, upto, last))
 
     def levels() -> list[StoredLevel] | None:
         with repository.snapshot_session(engine, snapshot) as reader:
@@ -137,6 +143,26 @@ def _read_in_parallel(session: Session, engine: Engine) -> tuple[EntryScan, list
             for chunk in part.result():
                 scan.add_hashed(chunk)
         return scan, stored.result()
+
+
+def _hashed_windows(reader: Session, start: int | None, upto: int | None, last: int) -> Iterator[HashedChunk]:
+    """The entries from ``start`` to ``upto`` (open where None; ``last`` is the log's highest index),
+    hashed a window at a time: packed where the window is clean, else row by row, which names
+    what is wrong. An open start expects the log to begin at index 0."""
+    low = start
+    while True:
+        first = 0 if low is None else low
+        final = first + PACKED_WINDOW >= upto if upto is not None else first + PACKED_WINDOW > last
+        high = upto if final else first + PACKED_WINDOW
+        packed = repository.packed_entries(reader, low, high)
+        chunk = hash_packed(first, None if high is None else high - first, packed) if packed.count else None
+        if chunk is not None:
+            yield chunk
+        elif packed.count:
+            yield from (hash_chunk(rows) for rows in repository.stream_entries(reader, high, start=low))
+        if final:
+            return
+        low = high
 
 
 def export_database(

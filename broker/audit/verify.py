@@ -29,6 +29,7 @@ as it exposes a log restored from an old backup (a rollback).
 from __future__ import annotations
 
 import hashlib
+import struct
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -289,6 +290,42 @@ def hash_chunk(rows: Sequence[tuple[int, bytes, bytes]]) -> HashedChunk:
     differing = {} if leaves == list(recorded) else {i: r for i, r in enumerate(recorded) if r != leaves[i]}
     dense = indices == tuple(range(indices[0], indices[0] + len(indices)))
     return HashedChunk(indices[0], leaves, None if dense else indices, differing)
+
+
+@dataclass(frozen=True)
+class PackedEntries:
+    """A window of entries as a few database values instead of a row each: ``count`` bodies joined
+    by newlines (None if the database could not pack every one), the recorded leaf hashes that
+    have the length of one, concatenated, and the log indices (8 bytes each, big-endian),
+    concatenated; all in one order."""
+
+    count: int
+    bodies: bytes | None
+    leaf_hashes: bytes
+    indices: bytes
+
+
+def hash_packed(first: int, expected: int | None, packed: PackedEntries) -> HashedChunk | None:
+    """The chunk of a clean window, else None: the caller reads that window row by row instead,
+    and :func:`hash_chunk` names what is wrong (this never judges damage, it only vouches).
+
+    Clean: ``expected`` entries (any number if None) with exactly the log indices ``first``,
+    ``first + 1``, … in this order, every body packed, as many newline-separated pieces as
+    entries (an entry is canonical JSON, which has no newline of its own; one with a newline
+    yields a piece more, so the pieces are the bodies exactly when the numbers agree), and every
+    recorded leaf hash the hash of its body.
+    """
+    count = packed.count
+    if packed.bodies is None or (expected is not None and count != expected):
+        return None
+    pieces = packed.bodies.split(b"\n") if count else []
+    if len(pieces) != count or packed.indices != struct.pack(f">{count}q", *range(first, first + count)):
+        return None
+    sha256 = hashlib.sha256
+    leaves = [sha256(b"\x00" + body).digest() for body in pieces]
+    if b"".join(leaves) != packed.leaf_hashes:
+        return None
+    return HashedChunk(first, leaves, None, {})
 
 
 class EntryScan:

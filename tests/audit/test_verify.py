@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from broker.audit import repository
+from broker.audit import auditor, repository
 from broker.audit.commands import audit
 from broker.audit.verify import (
     CHECKPOINT_FORGED,
@@ -32,6 +32,18 @@ from . import tamper
 from .conftest import Log
 
 pytestmark = pytest.mark.usefixtures("cli_env")
+
+
+@pytest.fixture(autouse=True, params=["one window", "windows of 3", "no body packed"])
+def packing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL reads the entries a window at a time, packed (auditor.PACKED_WINDOW), and a
+    window that is not clean row by row: each test also runs with windows of 3 entries (the grown
+    log's 13 cross five) and with bodies all too long to pack (every window row by row). SQLite,
+    which reads row by row, runs the first only (conftest.pytest_collection_modifyitems)."""
+    if request.param == "windows of 3":
+        monkeypatch.setattr(auditor, "PACKED_WINDOW", 3)
+    elif request.param == "no body packed":
+        monkeypatch.setattr(repository, "PACKED_BODY_LIMIT", 10)
 
 
 def verify(*args: str) -> Result:
@@ -119,6 +131,19 @@ def test_changed_entry_with_leaf_hash_and_stored_leaf_fixed_up(grown: Log, engin
     )
     # Nothing independent is left to say which entry it was: the damage is narrowed to a range.
     assert_tampered(verify(), ENTRIES_ALTERED, "from 5 to 8", "changed, deleted, inserted or reordered")
+
+
+def test_changed_entry_with_a_newline_of_its_own(grown: Log, engine: Engine) -> None:
+    """A packed window separates bodies by newlines, which canonical JSON never holds: a body
+    given one (and its leaf hash fixed up) must still be named, not read as two entries."""
+    body = tamper.body_at(grown.sessions, 6) + b"\n" + tamper.body_at(grown.sessions, 7)
+    tamper.sql(engine, "UPDATE log_entries SET body = :body WHERE log_index = 6", body=body)
+    tamper.sql(
+        engine,
+        "UPDATE log_entries SET leaf_hash = :leaf WHERE log_index = 6",
+        leaf=hashlib.sha256(b"\x00" + body).digest(),
+    )
+    assert_tampered(verify(), ENTRY_CHANGED, "entry 6 was changed: it differs from the entry the log signed")
 
 
 def test_deleted_entry(grown: Log, engine: Engine) -> None:

@@ -21,9 +21,11 @@ from broker.audit.verify import (
     MAX_LISTED,
     EntryScan,
     LeafTree,
+    PackedEntries,
     Report,
     classify,
     hash_chunk,
+    hash_packed,
     verify_log,
 )
 
@@ -150,3 +152,74 @@ def test_entries_hashed_in_chunks_are_judged_as_one_at_a_time(
         chunked.add_hashed(hash_chunk(rows[start : start + chunk_size]))
     assert chunked.leaves == expected.leaves
     assert chunked.findings == expected.findings
+
+
+def packed(rows: list[tuple[int, bytes, bytes]], *, every_body: bool = True) -> PackedEntries:
+    """The window of ``rows`` as PostgreSQL packs it (repository.packed_entries)."""
+    return PackedEntries(
+        len(rows),
+        b"\n".join(body for _, body, _ in rows) if every_body else None,
+        b"".join(recorded for _, _, recorded in rows if len(recorded) == 32),
+        b"".join(index.to_bytes(8, "big", signed=True) for index, _, _ in rows),
+    )
+
+
+# What can be wrong with a window read from a database an attacker could write to.
+DAMAGE = ("none", "gap", "repeated index", "swapped", "newline", "other hash", "short hash", "unpacked", "miscounted")
+
+
+@given(
+    st.integers(-1, 3),
+    st.lists(st.binary(max_size=6).filter(lambda b: b"\n" not in b) | st.sampled_from([b"{}", b""]), max_size=8),
+    st.sampled_from(DAMAGE),
+    st.integers(0, 7),
+    st.booleans(),
+)
+def test_a_packed_window_is_vouched_for_only_when_it_is_exactly_the_rows(
+    first: int, bodies: list[bytes], damage: str, where: int, open_ended: bool
+) -> None:
+    """hash_packed vouches for a window only when its pieces are the rows' bodies at the indices
+    first, first + 1, … with their own leaf hashes, and then says what hashing the rows says; a
+    body with a newline of its own, a gap, a repeated or swapped index, a wrong or short hash, a
+    body left unpacked or a window short of entries never passes."""
+    rows = [(first + n, body, leaf_hash(body)) for n, body in enumerate(bodies)]
+    expected: int | None = None if open_ended else len(rows)
+    every_body = True
+    at = where % len(rows) if rows else 0
+    if rows and damage == "gap":
+        rows[at:] = [(index + 1, body, leaf) for index, body, leaf in rows[at:]]
+    elif rows and damage == "repeated index":
+        rows[at] = (rows[at - 1][0] if at else rows[at][0] - 1, *rows[at][1:])
+    elif len(rows) > 1 and damage == "swapped":
+        other = (at + 1) % len(rows)
+        rows[at], rows[other] = (rows[other][0], *rows[at][1:]), (rows[at][0], *rows[other][1:])
+    elif rows and damage == "newline":
+        body = rows[at][1] + b"\n{}"
+        rows[at] = (rows[at][0], body, leaf_hash(body))
+    elif rows and damage == "other hash":
+        rows[at] = (*rows[at][:2], hashlib.sha256(rows[at][1]).digest())
+    elif rows and damage == "short hash":
+        rows[at] = (*rows[at][:2], rows[at][2][:31])
+    elif rows and damage == "unpacked":
+        every_body = False
+    elif damage == "miscounted":
+        expected = len(rows) + 1
+    else:
+        damage = "none"
+    chunk = hash_packed(first, expected, packed(rows, every_body=every_body))
+    if damage != "none":
+        assert chunk is None
+    elif rows:
+        assert chunk == hash_chunk(rows)
+    else:
+        assert chunk is not None
+        assert (chunk.first, chunk.leaves, chunk.indices, chunk.differing) == (first, [], None, {})
+
+
+def test_a_clean_window_is_vouched_for_as_its_rows_hash() -> None:
+    rows = [(7 + n, b'{"n":%d}' % n, leaf_hash(b'{"n":%d}' % n)) for n in range(5)]
+    assert hash_packed(7, 5, packed(rows)) == hash_chunk(rows)
+    assert hash_packed(7, None, packed(rows)) == hash_chunk(rows)
+    # The same rows, but a body the database could not pack, or a window that should hold more.
+    assert hash_packed(7, 5, packed(rows, every_body=False)) is None
+    assert hash_packed(7, 6, packed(rows)) is None
