@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, SessionTransaction
 
 from broker.audit.merkle import NodeId, StoredNode
-from broker.audit.verify import PackedEntries
+from broker.audit.verify import PackedEntries, StoredLevel
 from broker.db.models import Checkpoint, LogEntry, MerkleNode
 from broker.db.session import READ_ONLY
 
@@ -605,11 +605,13 @@ def stream_nodes(session: Session) -> Iterator[list[StoredNode]]:
     )
 
 
-def node_levels(session: Session) -> list[tuple[int, int, int, int, bytes]] | None:
-    """Per level: (level, node count, first index, last index, all hashes concatenated by index).
+def node_levels(session: Session) -> list[StoredLevel] | None:
+    """Per level: (level, node count, the indices and the hashes, each concatenated in index order).
 
     PostgreSQL concatenates in C, so checking an intact stored tree costs one round trip instead
-    of two million rows; None elsewhere, where the caller streams the nodes instead.
+    of two million rows; None elsewhere, where the caller streams the nodes instead. The
+    aggregates take the rows in the order of the sorted subquery (the primary key's, no sort of
+    their own); the indices show the order they took, which the check requires to be 0, 1, ….
     """
     if session.get_bind().dialect.name != "postgresql":
         return None
@@ -617,10 +619,11 @@ def node_levels(session: Session) -> list[tuple[int, int, int, int, bytes]] | No
     assert driver is not None
     with driver.cursor(binary=True) as cursor:
         cursor.execute(
-            "SELECT level, count(*), min(index), max(index), string_agg(hash, ''::bytea ORDER BY index) "
-            "FROM merkle_nodes GROUP BY level ORDER BY level"
+            "SELECT level, count(*), string_agg(int8send(index), ''::bytea), string_agg(hash, ''::bytea)"
+            " FROM (SELECT level, index, hash FROM merkle_nodes ORDER BY level, index) AS nodes"
+            " GROUP BY level ORDER BY level"
         )
-        return [(int(lv), int(n), int(lo), int(hi), bytes(h)) for lv, n, lo, hi, h in cursor.fetchall()]
+        return [(int(lv), int(n), bytes(ix), bytes(h)) for lv, n, ix, h in cursor.fetchall()]
 
 
 def leaf_level(session: Session, upto: int | None = None) -> list[bytes]:

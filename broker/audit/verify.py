@@ -69,8 +69,9 @@ ENTRY_KINDS = frozenset({ENTRY_CHANGED, ENTRY_DELETED, ENTRY_INSERTED, ENTRIES_R
 # renumbering the rest would otherwise produce a line for every later entry.
 MAX_LISTED = 10
 
-StoredLevel = tuple[int, int, int, int, bytes]
-"""(level, node count, first index, last index, the level's hashes concatenated in index order)."""
+StoredLevel = tuple[int, int, bytes, bytes]
+"""(level, node count, the nodes' indices (8 bytes each, big-endian) and their hashes, each
+concatenated in one order)."""
 
 CheckpointCandidate = tuple[int | None, bytes | None, str]
 """(tree size as recorded, root as recorded, signed note); a bundle records no root (None)."""
@@ -319,7 +320,7 @@ def hash_packed(first: int, expected: int | None, packed: PackedEntries) -> Hash
     if packed.bodies is None or (expected is not None and count != expected):
         return None
     pieces = packed.bodies.split(b"\n") if count else []
-    if len(pieces) != count or packed.indices != struct.pack(f">{count}q", *range(first, first + count)):
+    if len(pieces) != count or packed.indices != _index_run(first, count):
         return None
     sha256 = hashlib.sha256
     leaves = [sha256(b"\x00" + body).digest() for body in pieces]
@@ -559,14 +560,20 @@ def _authentic(reference: Sequence[bytes], signed: Sequence[SignedCheckpoint]) -
 
 
 def _levels_match(tree: LeafTree, levels: Sequence[StoredLevel]) -> bool:
-    """Whether the stored tree, summarised per level, is exactly the rebuilt one."""
+    """Whether the stored tree, summarised per level, is exactly the rebuilt one: on every level
+    the nodes 0, 1, … in this order, each with its rebuilt hash."""
     expected = [(level, hashes) for level, hashes in enumerate(tree.levels) if hashes]
     if [level for level, *_rest in levels] != [level for level, _hashes in expected]:
         return False
     return all(
-        count == len(hashes) and first == 0 and last == count - 1 and joined == b"".join(hashes)
-        for (_level, count, first, last, joined), (_same, hashes) in zip(levels, expected, strict=True)
+        count == len(hashes) and indices == _index_run(0, count) and joined == b"".join(hashes)
+        for (_level, count, indices, joined), (_same, hashes) in zip(levels, expected, strict=True)
     )
+
+
+def _index_run(first: int, count: int) -> bytes:
+    """The indices first … first + count - 1 as a database concatenates them (8 bytes, big-endian)."""
+    return struct.pack(f">{count}q", *range(first, first + count))
 
 
 def _compare_nodes(tree: LeafTree, chunks: Iterable[Sequence[StoredNode]], report: Report) -> None:

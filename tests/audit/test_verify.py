@@ -232,6 +232,17 @@ def test_stored_tree_node_altered(grown: Log, engine: Engine) -> None:
     assert_tampered(verify(), TREE_NODE_ALTERED, "node (level 1, index 2) differs")
 
 
+def test_stored_tree_node_relabelled(backend: str, grown: Log, engine: Engine) -> None:
+    """Node 2 of the leaf level given node 1's index, its hash unchanged, the primary key dropped
+    first: the level still has as many nodes from 0 to 12, in an order of the same hashes, yet
+    node 2 is gone (a proof through it cannot be served)."""
+    if backend != "postgresql":
+        pytest.skip("SQLite cannot drop a primary key")
+    tamper.sql(engine, "ALTER TABLE merkle_nodes DROP CONSTRAINT pk_merkle_nodes")
+    tamper.sql(engine, 'UPDATE merkle_nodes SET "index" = 1 WHERE level = 0 AND "index" = 2')
+    assert_tampered(verify(), TREE_NODE_ALTERED)
+
+
 def test_a_pinned_key_that_did_not_sign_rejects_every_checkpoint(grown: Log) -> None:
     from broker.audit.note import format_vkey
 

@@ -19,6 +19,7 @@ from broker.audit.verify import (
     ENTRY_DELETED,
     FORK,
     MAX_LISTED,
+    TREE_NODE_ALTERED,
     EntryScan,
     LeafTree,
     PackedEntries,
@@ -223,3 +224,38 @@ def test_a_clean_window_is_vouched_for_as_its_rows_hash() -> None:
     # The same rows, but a body the database could not pack, or a window that should hold more.
     assert hash_packed(7, 5, packed(rows, every_body=False)) is None
     assert hash_packed(7, 6, packed(rows)) is None
+
+
+def levels_of(nodes: list[tuple[int, int, bytes]]) -> list[tuple[int, int, bytes, bytes]]:
+    """The stored tree summarised per level as PostgreSQL does it (repository.node_levels)."""
+    by_level: dict[int, list[tuple[int, bytes]]] = {}
+    for level, index, digest in nodes:
+        by_level.setdefault(level, []).append((index, digest))
+    return [
+        (level, len(run), b"".join(i.to_bytes(8, "big") for i, _ in run), b"".join(d for _, d in run))
+        for level, run in sorted(by_level.items())
+    ]
+
+
+def test_a_relabelled_stored_node_is_found_although_its_level_sums_up_alike() -> None:
+    """Leaf node 2 stored under index 1, right after the real node 1: the level has as many
+    nodes, from 0 to 4, and the same hashes in the same order, but node 2 is gone."""
+    tree = LeafTree(leaves(5))
+    nodes = [(level, index, digest) for level, row in enumerate(tree.levels) for index, digest in enumerate(row)]
+    relabelled = [(level, 1 if (level, index) == (0, 2) else index, digest) for level, index, digest in nodes]
+    intact = verify_log(
+        [signed(tree, 5)],
+        scan_of(leaves(5)),
+        [VERIFIER],
+        stored_nodes=lambda: [nodes],
+        stored_levels=lambda: levels_of(nodes),
+    )
+    assert intact.intact, intact.findings
+    report = verify_log(
+        [signed(tree, 5)],
+        scan_of(leaves(5)),
+        [VERIFIER],
+        stored_nodes=lambda: [relabelled],
+        stored_levels=lambda: levels_of(relabelled),
+    )
+    assert kinds(report) == [TREE_NODE_ALTERED]
