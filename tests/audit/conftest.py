@@ -29,7 +29,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def _packing_variant_on_sqlite(item: pytest.Item) -> bool:
     params = getattr(getattr(item, "callspec", None), "params", {})
-    return params.get("backend") == "sqlite" and params.get("packing", "one window") != "one window"
+    return params.get("backend") == "sqlite" and params.get("packing", "one-window") != "one-window"
 
 
 @pytest.fixture

@@ -34,15 +34,15 @@ from .conftest import Log
 pytestmark = pytest.mark.usefixtures("cli_env")
 
 
-@pytest.fixture(autouse=True, params=["one window", "windows of 3", "no body packed"])
+@pytest.fixture(autouse=True, params=["one-window", "windows-of-3", "no-body-packed"])
 def packing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """PostgreSQL reads the entries a window at a time, packed (auditor.PACKED_WINDOW), and a
     window that is not clean row by row: each test also runs with windows of 3 entries (the grown
     log's 13 cross five) and with bodies all too long to pack (every window row by row). SQLite,
     which reads row by row, runs the first only (conftest.pytest_collection_modifyitems)."""
-    if request.param == "windows of 3":
+    if request.param == "windows-of-3":
         monkeypatch.setattr(auditor, "PACKED_WINDOW", 3)
-    elif request.param == "no body packed":
+    elif request.param == "no-body-packed":
         monkeypatch.setattr(repository, "PACKED_BODY_LIMIT", 10)
 
 
