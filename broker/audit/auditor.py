@@ -155,11 +155,12 @@ def _hashed_windows(reader: Session, start: int | None, upto: int | None, last: 
         final = first + PACKED_WINDOW >= upto if upto is not None else first + PACKED_WINDOW > last
         high = upto if final else first + PACKED_WINDOW
         packed = repository.packed_entries(reader, low, high)
-        chunk = hash_packed(first, None if high is None else high - first, packed) if packed.count else None
-        if chunk is not None:
-            yield chunk
-        elif packed.count:
-            yield from (hash_chunk(rows) for rows in repository.stream_entries(reader, high, start=low))
+        if packed.count:
+            chunk = hash_packed(first, None if high is None else high - first, packed)
+            if chunk is None:
+                yield from (hash_chunk(rows) for rows in repository.stream_entries(reader, high, start=low))
+            else:
+                yield chunk
         if final:
             return
         low = high

@@ -155,6 +155,14 @@ def queue(session: Session, row: EntryRow) -> QueuedEntry:
     return entry
 
 
+def _driver(connection: Connection) -> Any:
+    """The DBAPI connection under ``connection``: the log's bulk reads and writes go to it directly,
+    where SQLAlchemy's per-row work costs more than the statement."""
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    return driver
+
+
 class _Queue(NamedTuple):
     # The transaction the entries belong to: the pooled connection (and its ``info``) outlives it,
     # and a queue left by one that rolled back must never reach the next.
@@ -197,8 +205,7 @@ def write_queued(connection: Connection) -> None:
         raise RuntimeError("log entries are written in their top-level transaction, not inside a savepoint")
     dialect = connection.dialect
     conversions = _conversions(dialect)
-    driver = connection.connection.driver_connection
-    assert driver is not None
+    driver = _driver(connection)
     while pending:
         chunk = pending[:WRITE_CHUNK]
         statement = _insert_statement(_Dialect(dialect.name, dialect.paramstyle), len(chunk))
@@ -337,8 +344,7 @@ def add_nodes(session: Session, nodes: Sequence[StoredNode]) -> None:
     if session.get_bind().dialect.name == "postgresql":
         # COPY in the same transaction: a batch completes about two nodes per entry, and
         # multi-row INSERTs of them took most of an integration run.
-        driver = session.connection().connection.driver_connection
-        assert driver is not None
+        driver = _driver(session.connection())
         with driver.cursor() as cursor, cursor.copy("COPY merkle_nodes (level, index, hash) FROM STDIN") as copy:
             for node in nodes:
                 copy.write_row(node)
@@ -529,8 +535,7 @@ def _chunks(session: Session, query: Select[Any]) -> Iterator[list[tuple[Any, ..
     """
     if session.get_bind().dialect.name == "postgresql":
         compiled = query.compile(bind=session.get_bind())
-        driver = session.connection().connection.driver_connection
-        assert driver is not None
+        driver = _driver(session.connection())
         with driver.cursor(name=f"audit_{uuid.uuid4().hex}", binary=True) as cursor:
             cursor.itersize = STREAM_CHUNK
             cursor.execute(str(compiled), compiled.params)
@@ -581,8 +586,7 @@ def packed_entries(session: Session, start: int | None, stop: int | None) -> Pac
     bounds = ("" if start is None else " AND log_index >= %(start)s") + (
         "" if stop is None else " AND log_index < %(stop)s"
     )
-    driver = session.connection().connection.driver_connection
-    assert driver is not None
+    driver = _driver(session.connection())
     with driver.cursor(binary=True) as cursor:
         cursor.execute(
             _PACKED_WINDOW.format(bounds=bounds), {"start": start, "stop": stop, "body_limit": PACKED_BODY_LIMIT}
@@ -615,8 +619,7 @@ def node_levels(session: Session) -> list[StoredLevel] | None:
     """
     if session.get_bind().dialect.name != "postgresql":
         return None
-    driver = session.connection().connection.driver_connection
-    assert driver is not None
+    driver = _driver(session.connection())
     with driver.cursor(binary=True) as cursor:
         cursor.execute(
             "SELECT level, count(*), string_agg(int8send(index), ''::bytea), string_agg(hash, ''::bytea)"

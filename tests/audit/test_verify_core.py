@@ -243,19 +243,16 @@ def test_a_relabelled_stored_node_is_found_although_its_level_sums_up_alike() ->
     tree = LeafTree(leaves(5))
     nodes = [(level, index, digest) for level, row in enumerate(tree.levels) for index, digest in enumerate(row)]
     relabelled = [(level, 1 if (level, index) == (0, 2) else index, digest) for level, index, digest in nodes]
-    intact = verify_log(
-        [signed(tree, 5)],
-        scan_of(leaves(5)),
-        [VERIFIER],
-        stored_nodes=lambda: [nodes],
-        stored_levels=lambda: levels_of(nodes),
-    )
+
+    def verified(stored: list[tuple[int, int, bytes]]) -> Report:
+        return verify_log(
+            [signed(tree, 5)],
+            scan_of(leaves(5)),
+            [VERIFIER],
+            stored_nodes=lambda: [stored],
+            stored_levels=lambda: levels_of(stored),
+        )
+
+    intact = verified(nodes)
     assert intact.intact, intact.findings
-    report = verify_log(
-        [signed(tree, 5)],
-        scan_of(leaves(5)),
-        [VERIFIER],
-        stored_nodes=lambda: [relabelled],
-        stored_levels=lambda: levels_of(relabelled),
-    )
-    assert kinds(report) == [TREE_NODE_ALTERED]
+    assert kinds(verified(relabelled)) == [TREE_NODE_ALTERED]
