@@ -36,7 +36,7 @@ from broker.preview.service import Previews, derive_key
 from broker.registry import repository as registry_repository
 from broker.registry.schemas import RegistryDocument
 from broker.registry.service import RegistryCache
-from broker.seal.sealer import KeySealer
+from broker.seal.sealer import KeySealer, ProcessSealer
 from broker.settings import Settings
 from broker.tasks.remote import RemoteExchanges
 from broker.xml.evidence import EvidenceSchemas
@@ -50,10 +50,14 @@ class Container:
     adapters: Adapters
     callbacks: CallbackSender
     jobs: tuple[Periodic | BackgroundIntegrator, ...]
+    # The signer processes, when the seal is made in them (BROKER_SEAL_PROCESSES).
+    signers: ProcessSealer | None
 
     def start(self) -> None:
         # Made now, so that the JWKS lists the request-signing key before the first push call.
         self.services.keys.request_signing_key()
+        if self.signers is not None:
+            self.signers.start()
         for job in self.jobs:
             job.start()
 
@@ -63,6 +67,8 @@ class Container:
         self.services.remote.close()
         self.adapters.close()
         self.callbacks.close()
+        if self.signers is not None:
+            self.signers.close()
 
     def close(self) -> None:
         """For commands that built a container without serving: stop what runs, release the database."""
@@ -112,11 +118,16 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         PushTransport(push_transport(egress), tls),
         Breakers(settings.breaker_failure_threshold, settings.breaker_reset_seconds),
     )
+    signers = (
+        ProcessSealer(keys, settings.seal_processes, limits, settings.seal_timeout_seconds)
+        if settings.seal_processes
+        else None
+    )
     deps = ExchangeDependencies(
         registry=registry,
         adapters=adapters,
         evidence=evidence,
-        sealer=KeySealer(keys),
+        sealer=signers or KeySealer(keys),
         pseudonyms=Pseudonymiser(keys.pseudonym_secret),
         clock=clock,
         retention=timedelta(hours=settings.evidence_retention_hours),
@@ -190,4 +201,4 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         send_callbacks,
         integrator,
     )
-    return Container(services, adapters, callbacks, jobs)
+    return Container(services, adapters, callbacks, jobs, signers)

@@ -17,6 +17,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from broker.seal.sealer import SignerUnavailable
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 TYPE_BASE = "https://once-only.example/problems/"
 # A 422 lists at most this many field errors: enough to fix a request, and a hostile body with
@@ -99,7 +101,16 @@ def storage_problem(error: BaseException) -> Problem | None:
 
 
 def unexpected_problem(error: BaseException) -> Problem:
-    """The answer to an exception no route handled: 503 for storage failures, 500 otherwise."""
+    """The answer to an exception no route handled: 503 for storage and signer failures, 500 otherwise."""
+    if isinstance(error, SignerUnavailable):
+        # As with storage: the request's transaction rolled back, nothing was acknowledged, and a
+        # failed signer process is started afresh for the next seal.
+        return Problem(
+            503,
+            "seal.unavailable",
+            "The broker could not seal the evidence; the request was not carried out. Try again later.",
+            retry_after=UNAVAILABLE_RETRY_SECONDS,
+        )
     return storage_problem(error) or Problem(
         500, "internal_error", "The broker could not process the request; it has been logged."
     )
