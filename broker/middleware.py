@@ -88,7 +88,7 @@ class RequestContextMiddleware:
                     _log_unexpected(error, scope, status)
                     raise
                 problem = unexpected_problem(error)
-                _log_unexpected(error, scope, problem.status)
+                _log_unexpected(error, scope, problem.status, problem.reason)
                 response = problem_response(problem, scope["path"])
                 if body_pending:
                     # The rest of the request's body was never read: the connection cannot carry
@@ -112,7 +112,7 @@ class RequestContextMiddleware:
             structlog.contextvars.clear_contextvars()
 
 
-def _log_unexpected(error: Exception, scope: Scope, status: int) -> None:
+def _log_unexpected(error: Exception, scope: Scope, status: int, reason: str | None = None) -> None:
     """One line per unexpected error, with the request id (bound in the context) and where it was raised.
 
     Only the type and the innermost frame are logged, never the message or a traceback with its
@@ -120,8 +120,11 @@ def _log_unexpected(error: Exception, scope: Scope, status: int) -> None:
     """
     route = getattr(scope.get("route"), "path", "unmatched")
     where = _raised_where(error)
-    if status == 503:
-        log.warning("storage_unavailable", error_type=type(error).__name__, route=route, where=where)
+    if status == 503 and reason is not None:
+        # What could not serve (storage_unavailable, seal_unavailable): the environment's failure,
+        # which the broker recovers from by itself; a warning, not an error.
+        event = f"{reason.partition('.')[0]}_unavailable"
+        log.warning(event, reason=reason, error_type=type(error).__name__, route=route, where=where)
     else:
         log.error("unhandled_error", error_type=type(error).__name__, route=route, where=where, status=status)
 

@@ -10,7 +10,8 @@ operation it applies to, so the document cannot forget one:
   ``security``, declared by :data:`broker.deps.BEARER`);
 * 413 on every operation that takes a body (:class:`broker.middleware.BodyLimitMiddleware`);
 * 503 ``storage.unavailable``/``storage.full`` with ``Retry-After`` on every operation that reads
-  or writes the database (:func:`broker.problems.storage_problem`).
+  or writes the database (:func:`broker.problems.storage_problem`), and ``seal.unavailable`` where
+  a signer process fails a seal (:func:`broker.problems.unexpected_problem`).
 
 Every problem response gets the RFC 9457 schema, and every text parameter the pattern the guard
 enforces (no control characters), so that a generated client, or a fuzzer, knows them too.
@@ -62,7 +63,10 @@ _DESCRIPTIONS: Final = {
     403: "The token's client may not do this",
     413: "The body is larger than the broker accepts",
     422: "Invalid request (fields named in `errors`)",
-    503: "Storage unavailable or full (`storage.unavailable`, `storage.full`); retry after `Retry-After`",
+    503: (
+        "Storage unavailable or full (`storage.unavailable`, `storage.full`), or evidence could not be sealed "
+        "(`seal.unavailable`); retry after `Retry-After`"
+    ),
 }
 _HEADERS: Final[dict[str, dict[str, Any]]] = {
     "401": {"WWW-Authenticate": {"description": "The scheme: Bearer", "required": True, "schema": {"type": "string"}}},

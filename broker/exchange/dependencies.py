@@ -9,7 +9,7 @@ interface                     real                                        fake /
 :class:`RegistrySource`       ``broker.registry.service.RegistryCache``    ``broker.registry.service.FixedRegistry``
 :class:`AdapterDirectory`     ``broker.exchange.dispatch.Adapters``        ``broker.exchange.dispatch.InMemoryAdapters``
 :class:`EvidenceCheck`        ``broker.xml.evidence.EvidenceSchemas``      the real one over the project's ``xsd/``
-:class:`Sealer`               ``broker.seal.sealer.KeySealer``             ``broker.seal.sealer.FakeSealer``
+:class:`Sealer`               ``broker.seal.sealer.ProcessSealer``         ``broker.seal.sealer.FakeSealer``
 :class:`Pseudonyms`           ``broker.keys.pseudonym.Pseudonymiser``      the real one with a fixed secret
 :class:`~broker.clock.Clock`  ``broker.clock.SystemClock``                 ``broker.clock.FixedClock``
 :class:`PreviewOpener`        ``broker.preview.service.Previews``          the real one with a fixed key

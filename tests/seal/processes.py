@@ -1,0 +1,33 @@
+"""The signer processes a process has started, found in /proc (Linux), for the tests that stop or kill them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def signer_pids(parent: int) -> list[int]:
+    """The live ``broker.seal.signer`` children of ``parent``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone meanwhile
+        fields = stat[stat.rindex(")") + 2 :].split()
+        # Field 3 is the state (Z: exited, not yet reaped), field 4 the parent's pid.
+        if int(fields[1]) == parent and fields[0] != "Z" and b"broker.seal.signer" in command:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text()
+    return state[state.rindex(")") + 2] != "Z"

@@ -1,0 +1,81 @@
+"""The seal's signer processes under a real broker process (BROKER_SEAL_PROCESSES), on SQLite and
+PostgreSQL: the evidence is sealed there, a signer that fails costs one request a 503
+seal.unavailable with nothing written, and no signer outlives its broker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.conftest import LiveBroker, start_broker, stop_process
+from tests.exchange.test_api import post, validate_evidence
+from tests.faults import assert_storage_problem, seed_database, wait_for
+from tests.seal.processes import alive, signer_pids
+from tests.specimen import GEBURT, MELDE, request_body
+
+
+@pytest.fixture
+def broker(database_url: str, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], LiveBroker]]:
+    seed_database(database_url)
+    process, live = start_broker(database_url, tmp_path, {"BROKER_SEAL_TIMEOUT_SECONDS": "1"})
+    try:
+        yield process, live
+    finally:
+        stop_process(process)
+
+
+def counts(broker: LiveBroker) -> tuple[int, int]:
+    """Exchanges and log entries in the broker's database."""
+    engine = create_engine(broker.database_url)
+    with engine.connect() as connection:
+        exchanges = connection.execute(text("SELECT count(*) FROM exchanges")).scalar_one()
+        entries = connection.execute(text("SELECT count(*) FROM log_entries")).scalar_one()
+    engine.dispose()
+    return exchanges, entries
+
+
+def test_a_hung_signer_costs_a_503_and_nothing_is_written(broker: tuple[subprocess.Popen[bytes], LiveBroker]) -> None:
+    process, live = broker
+    requester = live.add_client("requester", MELDE, GEBURT)
+    delivered = post(live, requester, request_body())
+    assert delivered.status_code == 200, delivered.text
+    pids = signer_pids(process.pid)
+    assert len(pids) == 2  # the default
+    before = counts(live)
+
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    answer = post(live, requester, request_body())
+    body = assert_storage_problem(answer, "seal.unavailable")
+    assert body["status"] == 503
+    assert counts(live) == before  # the exchange and its entries rolled back: nothing acknowledged
+    assert [alive(pid) for pid in pids].count(False) == 1  # the hung signer was killed, not left stopped
+
+    # The next requests are sealed by signers started afresh (the other stopped one is replaced
+    # when it too fails a seal).
+    for _ in range(3):
+        answer = post(live, requester, request_body())
+        if answer.status_code == 200:
+            break
+        assert_storage_problem(answer, "seal.unavailable")
+    assert answer.status_code == 200, answer.text
+    with live.client(requester) as client:
+        evidence = client.get(answer.json()["evidence"]["href"])
+    validate_evidence(evidence.content, live, "meldebescheinigung.xsd")
+    logs = live.logs()
+    assert "seal_unavailable" in logs and "unhandled_error" not in logs
+
+
+def test_no_signer_outlives_a_killed_broker(broker: tuple[subprocess.Popen[bytes], LiveBroker]) -> None:
+    process, _ = broker
+    pids = signer_pids(process.pid)
+    assert len(pids) == 2
+    process.kill()
+    process.wait()
+    wait_for(lambda: not any(alive(pid) for pid in pids), 10, "the signers to exit with their broker")

@@ -1,0 +1,182 @@
+"""Sealing in signer processes (broker.seal.sealer.ProcessSealer), with real child processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from broker.keys.store import KeyStore
+from broker.seal.sealer import KeySealer, ProcessSealer, SignerUnavailable
+from broker.seal.xades import SealingError, verify_sealed_evidence_detailed
+from broker.xml.hardened import XmlLimits
+from tests.faults import wait_for
+from tests.seal.processes import alive, signer_pids
+from tests.seal.test_xades import EVIDENCE, c14n, trusted
+
+LIMITS = XmlLimits(max_bytes=64 * 1024)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> KeyStore:
+    return KeyStore(tmp_path / "keys")
+
+
+@pytest.fixture
+def sealer(store: KeyStore) -> Iterator[ProcessSealer]:
+    pool = ProcessSealer(store, 2, LIMITS, timeout_seconds=30)
+    pool.start()
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+def signed_by(store: KeyStore, sealed: bytes) -> bytes:
+    """The DER of the certificate that sealed ``sealed``, after checking the seal covers EVIDENCE."""
+    result = verify_sealed_evidence_detailed(sealed, trusted(store))
+    assert c14n(result.document) == c14n(etree.fromstring(EVIDENCE))
+    return result.certificate.fingerprint(result.certificate.signature_hash_algorithm)  # type: ignore[arg-type]
+
+
+def test_the_seal_is_the_one_made_in_the_thread(store: KeyStore, sealer: ProcessSealer) -> None:
+    in_thread = KeySealer(store).seal(EVIDENCE)
+    in_signer = sealer.seal(EVIDENCE)
+    assert signed_by(store, in_signer) == signed_by(store, in_thread)
+    # The same signature over the same document, but for its value and signing time.
+    shape = [element.tag for element in etree.fromstring(in_thread).iter()]
+    assert [element.tag for element in etree.fromstring(in_signer).iter()] == shape
+
+
+def test_a_parsed_document_is_sealed_as_its_bytes(store: KeyStore, sealer: ProcessSealer) -> None:
+    root = etree.fromstring(EVIDENCE)
+    before = c14n(root)
+    signed_by(store, sealer.seal(root))
+    assert c14n(root) == before
+
+
+def test_seals_run_in_the_signer_processes_side_by_side(store: KeyStore, sealer: ProcessSealer) -> None:
+    assert len(signer_pids(os.getpid())) == 2
+    with ThreadPoolExecutor(4) as threads:
+        sealed = list(threads.map(lambda _: sealer.seal(EVIDENCE), range(40)))
+    for document in sealed:
+        signed_by(store, document)
+    assert len(signer_pids(os.getpid())) == 2  # no signer was replaced
+
+
+def test_a_rotation_takes_effect_at_the_next_seal(store: KeyStore, sealer: ProcessSealer) -> None:
+    before = signed_by(store, sealer.seal(EVIDENCE))
+    store.rotate()
+    after = {signed_by(store, sealer.seal(EVIDENCE)) for _ in range(4)}  # both signers
+    new_certificate = store.sealing_key()[1]
+    assert after == {new_certificate.fingerprint(new_certificate.signature_hash_algorithm)}  # type: ignore[arg-type]
+    assert before not in after
+
+
+def test_a_document_the_signer_refuses_raises_sealing_error_and_the_signer_stays(
+    store: KeyStore, sealer: ProcessSealer
+) -> None:
+    pids = signer_pids(os.getpid())
+    with pytest.raises(SealingError, match="xml.too_large"):
+        sealer.seal(b"<a>" + b"x" * LIMITS.max_bytes + b"</a>")
+    signed_by(store, sealer.seal(EVIDENCE))
+    assert signer_pids(os.getpid()) == pids
+
+
+def test_a_signer_killed_while_idle_is_started_afresh(store: KeyStore, tmp_path: Path) -> None:
+    sealer = ProcessSealer(store, 1, LIMITS, timeout_seconds=30)
+    try:
+        signed_by(store, sealer.seal(EVIDENCE))
+        [pid] = signer_pids(os.getpid())
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not alive(pid), 10, "the signer to die")
+        signed_by(store, sealer.seal(EVIDENCE))  # the key is sent to the new signer too
+        [new_pid] = signer_pids(os.getpid())
+        assert new_pid != pid
+    finally:
+        sealer.close()
+
+
+@pytest.fixture
+def hung(store: KeyStore) -> Iterator[tuple[ProcessSealer, int]]:
+    """A pool of one signer with a one-second timeout, its signer stopped (SIGSTOP) after a seal."""
+    sealer = ProcessSealer(store, 1, LIMITS, timeout_seconds=1)
+    try:
+        signed_by(store, sealer.seal(EVIDENCE))
+        [pid] = signer_pids(os.getpid())
+        os.kill(pid, signal.SIGSTOP)
+        yield sealer, pid
+    finally:
+        sealer.close()
+
+
+def test_a_signer_that_hangs_fails_the_seal_in_time_and_is_replaced(
+    store: KeyStore, hung: tuple[ProcessSealer, int]
+) -> None:
+    sealer, pid = hung
+    started = time.monotonic()
+    with pytest.raises(SignerUnavailable, match="did not answer in time"):
+        sealer.seal(EVIDENCE)
+    assert time.monotonic() - started < 5
+    assert not alive(pid)  # killed, not left stopped
+    signed_by(store, sealer.seal(EVIDENCE))
+    assert signer_pids(os.getpid()) != [pid]
+
+
+def test_a_caller_waits_no_longer_than_the_timeout_for_a_free_signer(hung: tuple[ProcessSealer, int]) -> None:
+    sealer, _ = hung
+    with ThreadPoolExecutor(2) as threads:
+        calls = [threads.submit(sealer.seal, EVIDENCE) for _ in range(2)]
+        for call in calls:
+            with pytest.raises(SignerUnavailable):
+                call.result(timeout=10)
+
+
+def test_close_ends_the_signers(store: KeyStore) -> None:
+    sealer = ProcessSealer(store, 2, LIMITS, timeout_seconds=30)
+    sealer.start()
+    pids = signer_pids(os.getpid())
+    assert len(pids) == 2
+    sealer.close()
+    assert not any(alive(pid) for pid in pids)
+
+
+def test_the_signers_end_when_the_broker_is_killed(store: KeyStore) -> None:
+    """kill -9 of the serving process leaves no signer behind: their input closes with it."""
+    owner = textwrap.dedent(
+        f"""
+        import sys, time
+        from broker.keys.store import KeyStore
+        from broker.seal.sealer import ProcessSealer
+        from broker.xml.hardened import XmlLimits
+        sealer = ProcessSealer(KeyStore({str(store.keys_dir)!r}), 2, XmlLimits(max_bytes=65536), 30)
+        sealer.start()
+        print("started", flush=True)
+        time.sleep(600)
+        """
+    )
+    process = subprocess.Popen([sys.executable, "-c", owner], stdout=subprocess.PIPE)
+    try:
+        assert process.stdout is not None and process.stdout.readline() == b"started\n"
+        pids = signer_pids(process.pid)
+        assert len(pids) == 2
+        process.kill()
+        process.wait()
+        wait_for(lambda: not any(alive(pid) for pid in pids), 10, "the orphaned signers to exit")
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_at_least_one_process() -> None:
+    with pytest.raises(ValueError, match="at least one process"):
+        ProcessSealer(KeyStore("/nonexistent"), 0, LIMITS, timeout_seconds=1)
