@@ -20,6 +20,7 @@ import select
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography import x509
@@ -51,11 +52,22 @@ class KeySealer:
         return seal_evidence(evidence, private_key, certificate)
 
 
+# How much larger than the checked document the signer lets it be: a parsed document is sent
+# re-encoded as UTF-8 (a Latin-1 character takes two bytes, any character at most four), and the
+# sealed answer adds the signature.
+_GROWTH = 4
+_SIGNATURE_ROOM = 1024 * 1024
+# The signer's command: the interpreter of this process, without the working directory on the
+# import path (-P); ``broker`` is imported from where this module was.
+SIGNER_COMMAND = (sys.executable, "-P", "-m", "broker.seal.signer")
+
+
 class _SignerProcess:
     """One signer process and the pipes to it; used by one thread at a time (the pool sees to it)."""
 
-    def __init__(self, max_bytes: int) -> None:
-        self._max_bytes = max_bytes
+    def __init__(self, command: Sequence[str], max_bytes: int) -> None:
+        self._command = [*command, "--max-bytes", str(max_bytes * _GROWTH)]
+        self._max_answer = max_bytes * _GROWTH + _SIGNATURE_ROOM
         self._process: subprocess.Popen[bytes] | None = None
         # The certificate whose key the signer holds. The key store hands out the same objects
         # until its keys change, so identity tells whether the signer needs the key sent anew.
@@ -66,14 +78,16 @@ class _SignerProcess:
         if self._process is not None and self._process.poll() is None:
             return
         self.stop()
-        path = os.environ.get("PYTHONPATH")
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "broker.seal.signer", "--max-bytes", str(self._max_bytes)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            bufsize=0,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (_IMPORT_ROOT, path)))},
-        )
+        # None of the broker's settings (a database password, the OIDC client secret): a signer
+        # needs none of them.
+        env = {name: value for name, value in os.environ.items() if not name.startswith("BROKER_")}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (_IMPORT_ROOT, os.environ.get("PYTHONPATH"))))
+        try:
+            self._process = subprocess.Popen(
+                self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, env=env
+            )
+        except OSError as error:  # no process to be had (EAGAIN, ENOMEM, EMFILE): the environment's
+            raise SignerUnavailable(f"a signer process could not start: {error}") from error
         self._certificate = None
 
     def stop(self) -> None:
@@ -92,9 +106,14 @@ class _SignerProcess:
         process.stdout.close()
 
     def kill(self) -> None:
-        if self._process is not None:
-            self._process.kill()
+        self.signal_kill()
         self.stop()
+
+    def signal_kill(self) -> None:
+        """SIGKILL only, leaving the pipes to the thread that uses them (it then fails and stops it)."""
+        process = self._process
+        if process is not None:
+            process.kill()
 
     def seal(self, evidence: bytes, key: SealingPrivateKey, certificate: x509.Certificate, deadline: float) -> bytes:
         self.start()
@@ -107,27 +126,45 @@ class _SignerProcess:
             )
             der_certificate = certificate.public_bytes(serialization.Encoding.DER)
             request = protocol.frame(protocol.KEY, der_key, der_certificate) + request
+        answers = process.stdout.fileno()
         try:
             self._write(process.stdin.fileno(), request, deadline)
             self._certificate = certificate
-            self._wait(process.stdout.fileno(), select.POLLIN, deadline)
-            status = protocol.read_exactly(process.stdout, 1)
-            payload = protocol.read_part(process.stdout)
-        except (OSError, ValueError) as error:
+            status = self._read(answers, 1, deadline)
+            if status not in (protocol.SEALED, protocol.REFUSED):
+                raise SignerUnavailable(f"the signer process answered an unknown status {status!r}")
+            (length,) = protocol.LENGTH.unpack(self._read(answers, protocol.LENGTH.size, deadline))
+            if length > self._max_answer:
+                raise SignerUnavailable(f"the signer process announced an answer of {length} bytes")
+            payload = self._read(answers, length, deadline)
+        except OSError as error:
             raise SignerUnavailable(f"the signer process failed: {error}") from error
-        if status == protocol.SEALED:
-            return payload
         if status == protocol.REFUSED:
             raise SealingError(payload.decode("utf-8", "replace"))
-        raise SignerUnavailable(f"the signer process answered an unknown status {status!r}")
+        return payload
+
+    # Every wait on the pipes is bounded by the deadline: a signer that hangs, even half-way
+    # through a frame or on a pipe it no longer empties, must not hang its caller.
 
     @classmethod
     def _write(cls, fd: int, data: bytes, deadline: float) -> None:
-        # A signer that hangs must not hang its caller: not even on a pipe it no longer empties.
         view = memoryview(data)
         while view:
             cls._wait(fd, select.POLLOUT, deadline)
+            # At most PIPE_BUF bytes once the pipe is writable: a write that cannot block.
             view = view[os.write(fd, view[: select.PIPE_BUF]) :]
+
+    @classmethod
+    def _read(cls, fd: int, size: int, deadline: float) -> bytes:
+        chunks: list[bytes] = []
+        while size:
+            cls._wait(fd, select.POLLIN, deadline)
+            chunk = os.read(fd, size)
+            if not chunk:
+                raise SignerUnavailable("the signer process ended in the middle of an answer")
+            chunks.append(chunk)
+            size -= len(chunk)
+        return b"".join(chunks)
 
     @staticmethod
     def _wait(fd: int, event: int, deadline: float) -> None:
@@ -141,21 +178,32 @@ class _SignerProcess:
 class ProcessSealer:
     """Seals in ``processes`` signer processes with the key store's current sealing key.
 
-    A call waits for a free signer; a signer that dies, answers nonsense or takes longer than
-    ``timeout_seconds`` is killed, the call fails with :class:`SignerUnavailable`, and the next
-    call starts that signer afresh. A document the signer refuses raises
-    :class:`~broker.seal.xades.SealingError`, as :class:`KeySealer` does.
+    A call waits for a free signer, then gives it ``timeout_seconds`` for the seal; a signer that
+    dies, answers nonsense or takes longer is killed, the call fails with
+    :class:`SignerUnavailable`, and the next call starts that signer afresh. A document the signer
+    refuses raises :class:`~broker.seal.xades.SealingError`, as :class:`KeySealer` does. After
+    :meth:`close`, every call fails with :class:`SignerUnavailable`.
     """
 
-    def __init__(self, keys: KeyStore, processes: int, limits: XmlLimits, timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        keys: KeyStore,
+        processes: int,
+        limits: XmlLimits,
+        timeout_seconds: float,
+        command: Sequence[str] = SIGNER_COMMAND,
+    ) -> None:
         if processes < 1:
             raise ValueError("a ProcessSealer needs at least one process")
         self._keys = keys
         self._timeout = timeout_seconds
-        self._signers = [_SignerProcess(limits.max_bytes) for _ in range(processes)]
+        self._signers = [_SignerProcess(command, limits.max_bytes) for _ in range(processes)]
+        # A signer is used only by the thread that took it from here, and only that thread
+        # closes its pipes (or close(), once it holds it): a pipe's number is never reused under a call.
         self._idle: queue.SimpleQueue[_SignerProcess] = queue.SimpleQueue()
         for signer in self._signers:
             self._idle.put(signer)
+        self._closed = False
 
     def start(self) -> None:
         """Start the processes now (each takes a moment to import) rather than at the first seal."""
@@ -163,20 +211,33 @@ class ProcessSealer:
             signer.start()
 
     def close(self) -> None:
-        for signer in self._signers:
-            signer.stop()
+        """Stop the signers: each once its call (if any) has ended, or killed after the timeout."""
+        self._closed = True
+        stopped = 0
+        with contextlib.suppress(queue.Empty):
+            while stopped < len(self._signers):
+                self._idle.get(timeout=self._timeout).stop()
+                stopped += 1
+        if stopped < len(self._signers):
+            # Still busy after the timeout: their callers fail, and stop them when they do.
+            for signer in self._signers:
+                signer.signal_kill()
 
     def seal(self, evidence: bytes | etree._Element) -> bytes:
         private_key, certificate = self._keys.sealing_key()
         if not isinstance(evidence, bytes):
             evidence = bytes(etree.tostring(evidence, encoding="UTF-8"))
-        deadline = time.monotonic() + self._timeout
+        if self._closed:
+            raise SignerUnavailable("the signer processes are stopping")
         try:
             signer = self._idle.get(timeout=self._timeout)
         except queue.Empty:
             raise SignerUnavailable(f"no signer process was free within {self._timeout:g} s") from None
         try:
-            return signer.seal(evidence, private_key, certificate, deadline)
+            if self._closed:
+                raise SignerUnavailable("the signer processes are stopping")
+            # The seal's own time starts now: a wait for a free signer does not shorten it.
+            return signer.seal(evidence, private_key, certificate, time.monotonic() + self._timeout)
         except SealingError:
             raise  # the document's fault; the signer answered and is in step
         except BaseException:

@@ -96,9 +96,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-bytes", type=int, required=True, help="the largest document to parse")
     args = parser.parse_args()
-    # The broker decides when its signers end (by closing their input); a Ctrl-C meant for the
-    # broker's terminal must not kill a seal half-way.
+    # The broker decides when its signers end, by closing their input, after its last seal: a
+    # Ctrl-C in its terminal or a SIGTERM to its process group (systemd's stop) must not end them
+    # while it still finishes requests.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     serve(sys.stdin.buffer, sys.stdout.buffer, XmlLimits(max_bytes=args.max_bytes))
 
 

@@ -32,13 +32,17 @@ from broker.exchange.dispatch import Adapters
 from broker.exchange.service import ExchangeResult
 from broker.logging import get_logger
 from broker.ops import metrics
+from broker.problems import Problem
 from broker.registry.schemas import AuthoritySpec
+from broker.seal.sealer import SignerUnavailable
 from broker.tasks import service
 
 log = get_logger(__name__)
 
 # How often a waiting request looks at the database for an answer another process received.
 POLL_SECONDS = 0.2
+# Seals tried for a pushed answer before its exchange ends failed (see _finish_pushed).
+SEAL_ATTEMPTS = 2
 
 
 class Waiters:
@@ -131,7 +135,29 @@ class RemoteExchanges:
         except Exception as error:  # a fault of ours must still end the exchange
             log.error("push_error", exchange=query.request_id, error_type=type(error).__name__)
             outcome = AdapterOutcome.failure("authority.error", f"the push call failed ({type(error).__name__})")
-        self.finish(query, outcome)
+        self._finish_pushed(query, outcome)
+
+    def _finish_pushed(self, query: EvidenceQuery, outcome: AdapterOutcome) -> None:
+        """End the exchange with the authority's outcome, on a thread nobody answers for.
+
+        A failed signer is started afresh by the next seal, so a seal that met one is tried once
+        more. If that fails too, the exchange ends ``failed`` (503 ``seal.unavailable``) at once:
+        the authority has answered and the exchange was acknowledged, so it must not stay
+        ``routed`` until the expiry sweep, nor its waiting request answer as if nothing had been done.
+        """
+        for _ in range(SEAL_ATTEMPTS):
+            try:
+                self.finish(query, outcome)
+                return
+            except SignerUnavailable:
+                log.warning("seal_unavailable", exchange=query.request_id)
+        problem = Problem(
+            503, "seal.unavailable", "The broker could not seal the authority's evidence; ask for it again later."
+        )
+        with self._database.unit_of_work() as session:
+            failed = service.fail(session, self._deps, query.request_id, problem)
+        if failed is not None:
+            self.ended(query.request_id)
 
     def finish(self, query: EvidenceQuery, outcome: AdapterOutcome) -> None:
         """End the routed exchange of a push call with its outcome, in a transaction of its own."""

@@ -113,18 +113,30 @@ def expire_overdue(
 ) -> list[Finished]:
     """End every exchange that has waited longer than ``max_age`` for its authority: ``expired``."""
     now = deps.clock.now()
-    ended = []
-    for exchange in exchanges.overdue(session, now - max_age, limit):
-        problem = Problem(
-            504,
-            "exchange.expired",
-            f"The authority did not answer within {max_age.total_seconds():g} s; the exchange expired.",
-        )
-        requester = clients.name_of(session, exchange.requester_id)
-        lifecycle.transition(session, exchange, State.EXPIRED, at=now, requester=requester, problem=problem)
-        repository.close_open(session, exchange.id, "failed", now)
-        ended.append(Finished(exchange, problem))
-    return ended
+    problem = Problem(
+        504,
+        "exchange.expired",
+        f"The authority did not answer within {max_age.total_seconds():g} s; the exchange expired.",
+    )
+    return [
+        _end(session, exchange, State.EXPIRED, problem, now)
+        for exchange in exchanges.overdue(session, now - max_age, limit)
+    ]
+
+
+def fail(session: Session, deps: ExchangeDependencies, exchange_id: str, problem: Problem) -> Finished | None:
+    """End a routed exchange ``failed`` with the broker's own ``problem``; None if it has ended already."""
+    exchange = exchanges.lock(session, exchange_id)
+    if exchange is None or exchange.state != State.ROUTED:
+        return None
+    return _end(session, exchange, State.FAILED, problem, deps.clock.now())
+
+
+def _end(session: Session, exchange: Exchange, state: State, problem: Problem, now: datetime) -> Finished:
+    requester = clients.name_of(session, exchange.requester_id)
+    lifecycle.transition(session, exchange, state, at=now, requester=requester, problem=problem)
+    repository.close_open(session, exchange.id, "failed", now)
+    return Finished(exchange, problem)
 
 
 # --- answers posted by pull adapters ---------------------------------------------------------

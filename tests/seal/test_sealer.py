@@ -82,14 +82,112 @@ def test_a_rotation_takes_effect_at_the_next_seal(store: KeyStore, sealer: Proce
     assert before not in after
 
 
-def test_a_document_the_signer_refuses_raises_sealing_error_and_the_signer_stays(
-    store: KeyStore, sealer: ProcessSealer
-) -> None:
-    pids = signer_pids(os.getpid())
-    with pytest.raises(SealingError, match="xml.too_large"):
-        sealer.seal(b"<a>" + b"x" * LIMITS.max_bytes + b"</a>")
-    signed_by(store, sealer.seal(EVIDENCE))
-    assert signer_pids(os.getpid()) == pids
+def test_a_document_the_signer_refuses_raises_sealing_error_and_the_signer_stays(store: KeyStore) -> None:
+    sealer = ProcessSealer(store, 1, LIMITS, timeout_seconds=30)
+    try:
+        signed_by(store, sealer.seal(EVIDENCE))
+        pids = signer_pids(os.getpid())
+        with pytest.raises(SealingError, match="already carries a ds:Signature"):
+            sealer.seal(sealer.seal(EVIDENCE))
+        signed_by(store, sealer.seal(EVIDENCE))  # the same signer, still in step
+        assert signer_pids(os.getpid()) == pids
+    finally:
+        sealer.close()
+
+
+def test_documents_larger_than_a_pipe_go_both_ways(store: KeyStore) -> None:
+    filler = "".join(f"<Ort>Schwerin {n}</Ort>" for n in range(12000)).encode()
+    evidence = EVIDENCE.replace(b"<Ort>Schwerin</Ort>", filler)
+    assert len(evidence) > 4 * 65536
+    sealer = ProcessSealer(store, 1, XmlLimits(max_bytes=1024 * 1024), timeout_seconds=30)
+    try:
+        sealed = sealer.seal(evidence)
+    finally:
+        sealer.close()
+    result = verify_sealed_evidence_detailed(sealed, trusted(store))
+    assert c14n(result.document) == c14n(etree.fromstring(evidence))
+
+
+def test_a_signer_gets_none_of_the_brokers_settings(store: KeyStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BROKER_OIDC_CLIENT_SECRET", "not-for-the-signer")
+    sealer = ProcessSealer(store, 1, LIMITS, timeout_seconds=30)
+    try:
+        sealer.start()
+        [pid] = signer_pids(os.getpid())
+        environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    finally:
+        sealer.close()
+    assert not [variable for variable in environment if variable.startswith(b"BROKER_")]
+    assert any(variable.startswith(b"PYTHONPATH=") for variable in environment)
+
+
+# Signers that misbehave, started instead of the real one (they ignore the --max-bytes it is given).
+_READS_A_REQUEST = (
+    "import sys, time; i = sys.stdin.buffer; i.read(1); n = int.from_bytes(i.read(4), 'big'); i.read(n); "
+)
+_ANSWERS = "o = sys.stdout.buffer; o.write({answer!r}); o.flush(); time.sleep(60)"
+
+
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        (b"0" + (1000).to_bytes(4, "big") + b"<short", "did not answer in time"),
+        (b"0" + (1000).to_bytes(4, "big"), "did not answer in time"),
+        (b"7" + (5).to_bytes(4, "big") + b"hello", "unknown status"),
+        (b"0" + (2**31).to_bytes(4, "big"), "announced an answer of 2147483648 bytes"),
+    ],
+    ids=["cut-short", "no-payload", "unknown-status", "too-long"],
+)
+def test_a_signer_that_answers_nonsense_fails_the_seal_in_time(store: KeyStore, answer: bytes, why: str) -> None:
+    command = (sys.executable, "-c", _READS_A_REQUEST + _ANSWERS.format(answer=answer))
+    sealer = ProcessSealer(store, 1, LIMITS, timeout_seconds=1, command=command)
+    try:
+        started = time.monotonic()
+        with pytest.raises(SignerUnavailable, match=why):
+            sealer.seal(EVIDENCE)
+        assert time.monotonic() - started < 5
+        assert signer_pids(os.getpid()) == []  # killed, not waited for
+    finally:
+        sealer.close()
+
+
+# The real signer, each seal 0.6 s slower.
+_SLOW_SIGNER = (
+    sys.executable,
+    "-c",
+    "import time; from broker.seal import signer as s; seal = s._seal; "
+    "s._seal = lambda *a: (time.sleep(0.6), seal(*a))[1]; s.main()",
+)
+
+
+def test_waiting_for_a_free_signer_does_not_shorten_the_seal(store: KeyStore) -> None:
+    sealer = ProcessSealer(store, 1, LIMITS, timeout_seconds=1, command=_SLOW_SIGNER)
+    try:
+        sealer.start()
+        time.sleep(0.5)  # imported
+        with ThreadPoolExecutor(2) as threads:
+            calls = [threads.submit(sealer.seal, EVIDENCE) for _ in range(2)]
+            # The second waits about 0.6 s for the signer, then gets its own second for the seal.
+            for call in calls:
+                signed_by(store, call.result(timeout=10))
+    finally:
+        sealer.close()
+
+
+def test_close_waits_for_a_seal_under_way_and_refuses_later_ones(store: KeyStore) -> None:
+    sealer = ProcessSealer(store, 1, LIMITS, timeout_seconds=5, command=_SLOW_SIGNER)
+    sealer.start()
+    with ThreadPoolExecutor(1) as threads:
+        under_way = threads.submit(sealer.seal, EVIDENCE)
+        time.sleep(0.3)
+        sealer.close()
+        signed_by(store, under_way.result(timeout=10))
+    assert signer_pids(os.getpid()) == []
+    started = time.monotonic()
+    with pytest.raises(SignerUnavailable, match="stopping"):
+        sealer.seal(EVIDENCE)
+    assert time.monotonic() - started < 1
+    assert signer_pids(os.getpid()) == []  # none started again
 
 
 def test_a_signer_killed_while_idle_is_started_afresh(store: KeyStore, tmp_path: Path) -> None:
@@ -134,11 +232,15 @@ def test_a_signer_that_hangs_fails_the_seal_in_time_and_is_replaced(
 
 def test_a_caller_waits_no_longer_than_the_timeout_for_a_free_signer(hung: tuple[ProcessSealer, int]) -> None:
     sealer, _ = hung
+    started = time.monotonic()
     with ThreadPoolExecutor(2) as threads:
         calls = [threads.submit(sealer.seal, EVIDENCE) for _ in range(2)]
         for call in calls:
             with pytest.raises(SignerUnavailable):
                 call.result(timeout=10)
+    # One waits for the hung signer (1 s), the other for a free signer (1 s), then (given the
+    # killed one, started afresh) for its seal (up to 1 s more).
+    assert time.monotonic() - started < 4
 
 
 def test_close_ends_the_signers(store: KeyStore) -> None:
