@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     exchange_concurrency: int = Field(default=2, ge=1)
     # Signer processes beside each serving process (broker.seal.signer): the seal, the exchange's
     # most CPU-hungry step, runs there, on another core, while the serving process goes on. 0 seals
-    # in the request's own thread (one process less, about 20 % fewer exchanges a second).
+    # in the request's own thread (two processes fewer, about 15 % fewer exchanges a second).
     seal_processes: int = Field(default=2, ge=0, le=32)
     # How long a seal may take in a signer process before the request answers 503 seal.unavailable
     # and that signer is started afresh (its first seal includes its start, about half a second).
