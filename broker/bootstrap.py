@@ -31,6 +31,7 @@ from broker.keys.pseudonym import Pseudonymiser
 from broker.keys.store import KeyStore
 from broker.oots.gateway import EdmGateway, Timeouts
 from broker.oots.mapping import CHANNEL as OOTS_CHANNEL
+from broker.ops import metrics
 from broker.ops.metrics import DomainGauges, use_registry
 from broker.preview.service import Previews, derive_key
 from broker.registry import repository as registry_repository
@@ -119,7 +120,13 @@ def build(settings: Settings, clock: Clock | None = None) -> Container:
         Breakers(settings.breaker_failure_threshold, settings.breaker_reset_seconds),
     )
     signers = (
-        ProcessSealer(keys, settings.seal_processes, limits, settings.seal_timeout_seconds)
+        ProcessSealer(
+            keys,
+            settings.seal_processes,
+            limits,
+            settings.seal_timeout_seconds,
+            on_failure=metrics.SIGNER_FAILURES.inc,
+        )
         if settings.seal_processes
         else None
     )

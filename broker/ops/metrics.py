@@ -72,6 +72,11 @@ AUTHORITY_CALLS = Counter(
     "unavailable (unreachable, timed out, 5xx, connection lost)",
     ["authority", "binding", "result"],
 )
+SIGNER_FAILURES = Counter(
+    "broker_signer_failures_total",
+    "Seals that failed because a signer process died, hung, answered nonsense or could not start "
+    "(each answered 503 seal.unavailable; the signer is started afresh)",
+)
 AUTHORITY_CALL_SECONDS = Histogram(
     "broker_authority_call_duration_seconds",
     "Duration of an authority call; for the pull binding from queueing the task to the answer",

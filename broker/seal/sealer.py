@@ -20,7 +20,7 @@ import select
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cryptography import x509
@@ -192,11 +192,14 @@ class ProcessSealer:
         limits: XmlLimits,
         timeout_seconds: float,
         command: Sequence[str] = SIGNER_COMMAND,
+        on_failure: Callable[[], None] = lambda: None,
     ) -> None:
         if processes < 1:
             raise ValueError("a ProcessSealer needs at least one process")
         self._keys = keys
         self._timeout = timeout_seconds
+        # Told of each seal a signer failed (not of documents refused, nor of seals after close()).
+        self._on_failure = on_failure
         self._signers = [_SignerProcess(command, limits.max_bytes) for _ in range(processes)]
         # A signer is used only by the thread that took it from here, and only that thread
         # closes its pipes (or close(), once it holds it): a pipe's number is never reused under a call.
@@ -232,6 +235,7 @@ class ProcessSealer:
         try:
             signer = self._idle.get(timeout=self._timeout)
         except queue.Empty:
+            self._on_failure()
             raise SignerUnavailable(f"no signer process was free within {self._timeout:g} s") from None
         try:
             if self._closed:
@@ -240,6 +244,11 @@ class ProcessSealer:
             return signer.seal(evidence, private_key, certificate, time.monotonic() + self._timeout)
         except SealingError:
             raise  # the document's fault; the signer answered and is in step
+        except SignerUnavailable:
+            signer.kill()
+            if not self._closed:
+                self._on_failure()
+            raise
         except BaseException:
             # Whatever broke off the call may have left a frame half-written or unanswered.
             signer.kill()

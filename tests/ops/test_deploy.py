@@ -30,6 +30,7 @@ ALERTS = {
     "BrokerPullQueueStalled",
     "BrokerExchangeErrorRateHigh",
     "BrokerCallbackOutboxStalled",
+    "BrokerSignersFailing",
     "BrokerLogIntegratorBehind",
     "BrokerCheckpointStale",
     "BrokerMetricsDown",
@@ -53,7 +54,7 @@ def promtool(*args: str) -> str:
 
 
 def test_promtool_checks_the_alert_rules() -> None:
-    assert "SUCCESS: 7 rules found" in promtool("check", "rules", str(ALERT_RULES))
+    assert f"SUCCESS: {len(ALERTS)} rules found" in promtool("check", "rules", str(ALERT_RULES))
 
 
 def test_promtool_unit_tests_of_the_alert_rules_pass() -> None:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
 from tests.conftest import LiveBroker, start_broker, stop_process
@@ -40,14 +41,24 @@ def counts(broker: LiveBroker) -> tuple[int, int]:
     return exchanges, entries
 
 
+def signer_failures(broker: LiveBroker, token: str) -> float:
+    with broker.client(token) as client:
+        answer = client.get("/metrics")
+    assert answer.status_code == 200, answer.text
+    [family] = [f for f in text_string_to_metric_families(answer.text) if f.name == "broker_signer_failures"]
+    return sum(sample.value for sample in family.samples if sample.name == "broker_signer_failures_total")
+
+
 def test_a_hung_signer_costs_a_503_and_nothing_is_written(broker: tuple[subprocess.Popen[bytes], LiveBroker]) -> None:
     process, live = broker
     requester = live.add_client("requester", MELDE, GEBURT)
+    monitor = live.add_client("metrics")
     delivered = post(live, requester, request_body())
     assert delivered.status_code == 200, delivered.text
     pids = signer_pids(process.pid)
     assert len(pids) == 2  # the default
     before = counts(live)
+    assert signer_failures(live, monitor) == 0
 
     for pid in pids:
         os.kill(pid, signal.SIGSTOP)
@@ -56,6 +67,7 @@ def test_a_hung_signer_costs_a_503_and_nothing_is_written(broker: tuple[subproce
     assert body["status"] == 503
     assert counts(live) == before  # the exchange and its entries rolled back: nothing acknowledged
     assert [alive(pid) for pid in pids].count(False) == 1  # the hung signer was killed, not left stopped
+    assert signer_failures(live, monitor) == 1
 
     # The next requests are sealed by signers started afresh (the other stopped one is replaced
     # when it too fails a seal).

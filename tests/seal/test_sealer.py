@@ -83,7 +83,8 @@ def test_a_rotation_takes_effect_at_the_next_seal(store: KeyStore, sealer: Proce
 
 
 def test_a_document_the_signer_refuses_raises_sealing_error_and_the_signer_stays(store: KeyStore) -> None:
-    sealer = ProcessSealer(store, 1, LIMITS, timeout_seconds=30)
+    failures: list[None] = []
+    sealer = ProcessSealer(store, 1, LIMITS, timeout_seconds=30, on_failure=lambda: failures.append(None))
     try:
         signed_by(store, sealer.seal(EVIDENCE))
         pids = signer_pids(os.getpid())
@@ -91,6 +92,7 @@ def test_a_document_the_signer_refuses_raises_sealing_error_and_the_signer_stays
             sealer.seal(sealer.seal(EVIDENCE))
         signed_by(store, sealer.seal(EVIDENCE))  # the same signer, still in step
         assert signer_pids(os.getpid()) == pids
+        assert failures == []  # the document's fault, not the signer's
     finally:
         sealer.close()
 
@@ -140,13 +142,17 @@ _ANSWERS = "o = sys.stdout.buffer; o.write({answer!r}); o.flush(); time.sleep(60
 )
 def test_a_signer_that_answers_nonsense_fails_the_seal_in_time(store: KeyStore, answer: bytes, why: str) -> None:
     command = (sys.executable, "-c", _READS_A_REQUEST + _ANSWERS.format(answer=answer))
-    sealer = ProcessSealer(store, 1, LIMITS, timeout_seconds=1, command=command)
+    failures: list[None] = []
+    sealer = ProcessSealer(
+        store, 1, LIMITS, timeout_seconds=1, command=command, on_failure=lambda: failures.append(None)
+    )
     try:
         started = time.monotonic()
         with pytest.raises(SignerUnavailable, match=why):
             sealer.seal(EVIDENCE)
         assert time.monotonic() - started < 5
         assert signer_pids(os.getpid()) == []  # killed, not waited for
+        assert len(failures) == 1  # counted (broker_signer_failures_total)
     finally:
         sealer.close()
 
