@@ -8,7 +8,11 @@ database from ``BROKER_TEST_POSTGRES_URL``), attaches ``py-spy record`` to it (a
 including the time they wait: ``--idle``, so round trips to PostgreSQL show) while ``wrk`` (or the
 httpx generator) posts synchronous exchanges, and writes a flame graph (SVG) and the raw
 collapsed stacks beside it. Prints the share of samples in the frames that matter for the hot
-path, so two runs can be compared without opening the graph.
+path, so two runs can be compared without opening the graph. The seal itself runs in the
+broker's signer processes (``BROKER_SEAL_PROCESSES``), which this records only as the exchange's
+wait for them (py-spy 0.4's ``--subprocesses`` did not find them here): ``py-spy record --pid``
+a signer for its own profile, or run with ``BROKER_SEAL_PROCESSES=0`` to see the seal in the
+exchange's stacks.
 """
 
 from __future__ import annotations
