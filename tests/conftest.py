@@ -191,7 +191,11 @@ _KEYS_DIRS: dict[str, Path] = {}
 
 
 def start_broker(
-    database_url: str, directory: Path, extra_env: dict[str, str] | None = None, port: int | None = None
+    database_url: str,
+    directory: Path,
+    extra_env: dict[str, str] | None = None,
+    port: int | None = None,
+    workers: int = 1,
 ) -> tuple[subprocess.Popen[bytes], LiveBroker]:
     port = port or free_port()
     # One log, one set of keys: a broker refuses a keys directory its database does not know
@@ -213,7 +217,18 @@ def start_broker(
         subprocess.run([sys.executable, "-m", "broker.cli", "db", "upgrade"], env=env, check=True, timeout=120)
     log_file = log_path.open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "broker.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "broker.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
         env=env,
         stdout=log_file,
         stderr=subprocess.STDOUT,

@@ -24,6 +24,21 @@ def signer_pids(parent: int) -> list[int]:
     return sorted(found)
 
 
+def children(parent: int) -> list[int]:
+    """The live child processes of ``parent``, whatever they run."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if int(fields[1]) == parent and fields[0] != "Z":
+                found.append(int(entry.name))
+    return sorted(found)
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, text
 from tests.conftest import LiveBroker, start_broker, stop_process
 from tests.exchange.test_api import post, validate_evidence
 from tests.faults import assert_storage_problem, seed_database, wait_for
-from tests.seal.processes import alive, signer_pids
+from tests.seal.processes import alive, children, signer_pids
 from tests.specimen import GEBURT, MELDE, request_body
 
 
@@ -91,3 +91,20 @@ def test_no_signer_outlives_a_killed_broker(broker: tuple[subprocess.Popen[bytes
     process.kill()
     process.wait()
     wait_for(lambda: not any(alive(pid) for pid in pids), 10, "the signers to exit with their broker")
+
+
+def test_each_worker_has_its_own_signers_and_takes_them_along(database_url: str, tmp_path: Path) -> None:
+    seed_database(database_url)
+    process, live = start_broker(database_url, tmp_path, workers=2)
+    signers: dict[int, list[int]] = {}
+    try:
+        requester = live.add_client("requester", MELDE)
+        for _ in range(4):
+            answer = post(live, requester, request_body())
+            assert answer.status_code == 200, answer.text
+        signers.update((worker, signer_pids(worker)) for worker in children(process.pid) if signer_pids(worker))
+        assert len(signers) == 2 and all(len(pids) == 2 for pids in signers.values())
+    finally:
+        stop_process(process)
+    every = [pid for pids in signers.values() for pid in pids]
+    wait_for(lambda: not any(alive(pid) for pid in every), 10, "every worker's signers to exit with the broker")
