@@ -127,17 +127,22 @@ class _SignerProcess:
             der_certificate = certificate.public_bytes(serialization.Encoding.DER)
             request = protocol.frame(protocol.KEY, der_key, der_certificate) + request
         answers = process.stdout.fileno()
+
+        def read(size: int) -> bytes:
+            self._wait(answers, select.POLLIN, deadline)
+            return os.read(answers, size)
+
         try:
             self._write(process.stdin.fileno(), request, deadline)
             self._certificate = certificate
-            status = self._read(answers, 1, deadline)
+            status = protocol.read_exactly(read, 1)
             if status not in (protocol.SEALED, protocol.REFUSED):
                 raise SignerUnavailable(f"the signer process answered an unknown status {status!r}")
-            (length,) = protocol.LENGTH.unpack(self._read(answers, protocol.LENGTH.size, deadline))
+            length = protocol.read_length(read)
             if length > self._max_answer:
                 raise SignerUnavailable(f"the signer process announced an answer of {length} bytes")
-            payload = self._read(answers, length, deadline)
-        except OSError as error:
+            payload = protocol.read_exactly(read, length)
+        except (OSError, ValueError) as error:
             raise SignerUnavailable(f"the signer process failed: {error}") from error
         if status == protocol.REFUSED:
             raise SealingError(payload.decode("utf-8", "replace"))
@@ -153,18 +158,6 @@ class _SignerProcess:
             cls._wait(fd, select.POLLOUT, deadline)
             # At most PIPE_BUF bytes once the pipe is writable: a write that cannot block.
             view = view[os.write(fd, view[: select.PIPE_BUF]) :]
-
-    @classmethod
-    def _read(cls, fd: int, size: int, deadline: float) -> bytes:
-        chunks: list[bytes] = []
-        while size:
-            cls._wait(fd, select.POLLIN, deadline)
-            chunk = os.read(fd, size)
-            if not chunk:
-                raise SignerUnavailable("the signer process ended in the middle of an answer")
-            chunks.append(chunk)
-            size -= len(chunk)
-        return b"".join(chunks)
 
     @staticmethod
     def _wait(fd: int, event: int, deadline: float) -> None:
@@ -244,14 +237,11 @@ class ProcessSealer:
             return signer.seal(evidence, private_key, certificate, time.monotonic() + self._timeout)
         except SealingError:
             raise  # the document's fault; the signer answered and is in step
-        except SignerUnavailable:
-            signer.kill()
-            if not self._closed:
-                self._on_failure()
-            raise
-        except BaseException:
+        except BaseException as error:
             # Whatever broke off the call may have left a frame half-written or unanswered.
             signer.kill()
+            if isinstance(error, SignerUnavailable) and not self._closed:
+                self._on_failure()
             raise
         finally:
             self._idle.put(signer)

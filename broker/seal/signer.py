@@ -22,6 +22,7 @@ import argparse
 import signal
 import struct
 import sys
+from collections.abc import Callable
 from typing import IO
 
 from cryptography import x509
@@ -40,11 +41,11 @@ def frame(kind: bytes, *parts: bytes) -> bytes:
     return kind + b"".join(LENGTH.pack(len(part)) + part for part in parts)
 
 
-def read_exactly(stream: IO[bytes], size: int) -> bytes:
-    """``size`` bytes from ``stream`` (which may return fewer at a time); ValueError at end of input."""
+def read_exactly(read: Callable[[int], bytes], size: int) -> bytes:
+    """``size`` bytes from ``read`` (which may return fewer at a time); ValueError at end of input."""
     chunks: list[bytes] = []
     while size:
-        chunk = stream.read(size)
+        chunk = read(size)
         if not chunk:
             raise ValueError("the pipe closed in the middle of a frame")
         chunks.append(chunk)
@@ -52,9 +53,13 @@ def read_exactly(stream: IO[bytes], size: int) -> bytes:
     return b"".join(chunks)
 
 
-def read_part(stream: IO[bytes]) -> bytes:
-    (length,) = LENGTH.unpack(read_exactly(stream, LENGTH.size))
-    return read_exactly(stream, length)
+def read_length(read: Callable[[int], bytes]) -> int:
+    (length,) = LENGTH.unpack(read_exactly(read, LENGTH.size))
+    return int(length)
+
+
+def read_part(read: Callable[[int], bytes]) -> bytes:
+    return read_exactly(read, read_length(read))
 
 
 def _seal(
@@ -81,12 +86,12 @@ def serve(requests: IO[bytes], answers: IO[bytes], limits: XmlLimits) -> None:
     certificate: x509.Certificate | None = None
     while kind := requests.read(1):
         if kind == KEY:
-            loaded = serialization.load_der_private_key(read_part(requests), password=None)
+            loaded = serialization.load_der_private_key(read_part(requests.read), password=None)
             if not isinstance(loaded, SealingPrivateKey):
                 raise ValueError(f"not a sealing key: {type(loaded).__name__}")
-            key, certificate = loaded, x509.load_der_x509_certificate(read_part(requests))
+            key, certificate = loaded, x509.load_der_x509_certificate(read_part(requests.read))
         elif kind == SEAL:
-            answers.write(_seal(read_part(requests), key, certificate, limits))
+            answers.write(_seal(read_part(requests.read), key, certificate, limits))
             answers.flush()
         else:
             raise ValueError(f"unknown frame {kind!r}")

@@ -113,15 +113,15 @@ def expire_overdue(
 ) -> list[Finished]:
     """End every exchange that has waited longer than ``max_age`` for its authority: ``expired``."""
     now = deps.clock.now()
-    problem = Problem(
-        504,
-        "exchange.expired",
-        f"The authority did not answer within {max_age.total_seconds():g} s; the exchange expired.",
-    )
-    return [
-        _end(session, exchange, State.EXPIRED, problem, now)
-        for exchange in exchanges.overdue(session, now - max_age, limit)
-    ]
+    ended = []
+    for exchange in exchanges.overdue(session, now - max_age, limit):
+        problem = Problem(
+            504,
+            "exchange.expired",
+            f"The authority did not answer within {max_age.total_seconds():g} s; the exchange expired.",
+        )
+        ended.append(_end(session, exchange, State.EXPIRED, problem, now))
+    return ended
 
 
 def fail(session: Session, deps: ExchangeDependencies, exchange_id: str, problem: Problem) -> Finished | None:

@@ -6,24 +6,6 @@ import os
 from pathlib import Path
 
 
-def signer_pids(parent: int) -> list[int]:
-    """The live ``broker.seal.signer`` children of ``parent``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            command = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue  # gone meanwhile
-        fields = stat[stat.rindex(")") + 2 :].split()
-        # Field 3 is the state (Z: exited, not yet reaped), field 4 the parent's pid.
-        if int(fields[1]) == parent and fields[0] != "Z" and b"broker.seal.signer" in command:
-            found.append(int(entry.name))
-    return sorted(found)
-
-
 def children(parent: int) -> list[int]:
     """The live child processes of ``parent``, whatever they run."""
     found = []
@@ -32,11 +14,24 @@ def children(parent: int) -> list[int]:
             try:
                 stat = (entry / "stat").read_text()
             except OSError:
-                continue
+                continue  # gone meanwhile
+            # Field 3 is the state (Z: exited, not yet reaped), field 4 the parent's pid.
             fields = stat[stat.rindex(")") + 2 :].split()
             if int(fields[1]) == parent and fields[0] != "Z":
                 found.append(int(entry.name))
     return sorted(found)
+
+
+def signer_pids(parent: int) -> list[int]:
+    """The live ``broker.seal.signer`` children of ``parent``."""
+    return [pid for pid in children(parent) if b"broker.seal.signer" in _arguments(pid)]
+
+
+def _arguments(pid: int) -> list[bytes]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return []  # gone meanwhile
 
 
 def alive(pid: int) -> bool:

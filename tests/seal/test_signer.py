@@ -33,7 +33,7 @@ def answers_to(requests: bytes) -> list[tuple[bytes, bytes]]:
     out.seek(0)
     frames = []
     while status := out.read(1):
-        frames.append((status, signer.read_part(out)))
+        frames.append((status, signer.read_part(out.read)))
     return frames
 
 
