@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tests.faults import wait_for
+
 
 def children(parent: int) -> list[int]:
     """The live child processes of ``parent``, whatever they run."""
@@ -23,15 +25,30 @@ def children(parent: int) -> list[int]:
 
 
 def signer_pids(parent: int) -> list[int]:
-    """The live ``broker.seal.signer`` children of ``parent``."""
-    return [pid for pid in children(parent) if b"broker.seal.signer" in _arguments(pid)]
+    """The live ``broker.seal.signer`` children of ``parent``.
+
+    A child whose ``exec`` is still under way shows no arguments yet: ``Popen`` returns once the
+    new program has replaced the old, before the kernel has laid out its arguments (and
+    environment). Under load that window is wide, so this waits until every child shows its own.
+    """
+    arguments: dict[int, list[bytes]] = {}
+
+    def settled() -> bool:
+        arguments.clear()
+        arguments.update((pid, _arguments(pid)) for pid in children(parent))
+        return all(arguments.values())
+
+    wait_for(settled, 10, f"the children of {parent} to finish starting their programs")
+    return [pid for pid, words in arguments.items() if b"broker.seal.signer" in words]
 
 
 def _arguments(pid: int) -> list[bytes]:
+    """The command line of ``pid``; empty while its ``exec`` is under way (or once it is gone)."""
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        command_line = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return []  # gone meanwhile
+        return []  # gone meanwhile: no longer among the children either
+    return command_line.split(b"\0") if command_line else []
 
 
 def alive(pid: int) -> bool:
