@@ -7,6 +7,7 @@ Each test session gets its own throwaway PostgreSQL database, so concurrent runs
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -16,11 +17,13 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 import pytest
 from sqlalchemy import create_engine, make_url
+
+from tests.processes import listens
 
 if TYPE_CHECKING:
     from broker.db.session import Database
@@ -138,6 +141,52 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class PortTaken(RuntimeError):
+    """A server a test started exited because another process had taken its port first."""
+
+
+def wait_until_serving(
+    process: subprocess.Popen[bytes],
+    port: int,
+    ready: Callable[[], bool],
+    logs: Callable[[], str],
+    what: str,
+    seconds: float = 60,
+) -> None:
+    """Until ``process`` listens on ``port`` itself and ``ready()`` holds (an HTTP error counts as
+    not yet). Whoever else answers on the port does not count: another test's server that took the
+    port first would answer in its place (the other test worker picks its ports too). Raises
+    :class:`PortTaken` if the process exited for that reason, RuntimeError if it exited otherwise
+    or was not ready in time."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            said = logs()
+            kind = PortTaken if "address already in use" in said.lower() else RuntimeError
+            raise kind(f"{what} exited with {process.returncode}:\n{said}")
+        try:
+            if listens(process.pid, port) and ready():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not become ready in {seconds:g} s:\n{logs()}")
+
+
+Served = TypeVar("Served")
+
+
+def on_a_free_port(start: Callable[[int], Served], port: int | None = None) -> Served:
+    """``start(port)`` on a free port, and on another if a server took that one before it bound it.
+    A ``port`` given is the caller's choice and tried once."""
+    if port is not None:
+        return start(port)
+    for _ in range(2):
+        with contextlib.suppress(PortTaken):
+            return start(free_port())
+    return start(free_port())
+
+
 @dataclass
 class LiveBroker:
     """A real `broker serve` process on loopback."""
@@ -197,7 +246,6 @@ def start_broker(
     port: int | None = None,
     workers: int = 1,
 ) -> tuple[subprocess.Popen[bytes], LiveBroker]:
-    port = port or free_port()
     # One log, one set of keys: a broker refuses a keys directory its database does not know
     # (broker/keys/fingerprints.py), so brokers sharing a database share the first one's keys.
     keys_dir = _KEYS_DIRS.setdefault(database_url, directory / "keys")
@@ -215,37 +263,38 @@ def start_broker(
     }
     if make_url(database_url).get_backend_name() == "postgresql":
         subprocess.run([sys.executable, "-m", "broker.cli", "db", "upgrade"], env=env, check=True, timeout=120)
-    log_file = log_path.open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "broker.cli",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-        ],
-        env=env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
-    broker = LiveBroker(f"http://127.0.0.1:{port}", database_url, keys_dir, log_path, env)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"broker exited with {process.returncode}:\n{broker.logs()}")
+
+    def start(port: int) -> tuple[subprocess.Popen[bytes], LiveBroker]:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "broker.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+            ],
+            env=env,
+            stdout=log_path.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        broker = LiveBroker(f"http://127.0.0.1:{port}", database_url, keys_dir, log_path, env)
         try:
-            if httpx.get(f"{broker.base_url}/readyz", timeout=1).status_code == 200:
-                return process, broker
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"broker did not become ready:\n{broker.logs()}")
+            wait_until_serving(
+                process, port, lambda: httpx.get(f"{broker.base_url}/readyz", timeout=1).status_code == 200,
+                broker.logs, "broker",
+            )  # fmt: skip
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+        return process, broker
+
+    return on_a_free_port(start, port)
 
 
 def stop_process(process: subprocess.Popen[bytes]) -> None:

@@ -22,7 +22,14 @@ from sqlalchemy import create_engine, insert, select
 from adapters.identity import name_key
 from adapters.registers.models import BusinessRegistration
 from broker.db.models import LogEntry
-from tests.conftest import LiveBroker, _database_url, free_port, start_broker, stop_process
+from tests.conftest import (
+    LiveBroker,
+    _database_url,
+    on_a_free_port,
+    start_broker,
+    stop_process,
+    wait_until_serving,
+)
 from tests.specimen import GEBURT, GEWERBE, MELDE
 
 AUTHORITY_BIN = str(Path(sys.executable).with_name("broker-authority"))
@@ -61,19 +68,6 @@ def gewerbe_twins(database_url: str) -> None:
                 )
             )
     engine.dispose()
-
-
-def wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"process exited {process.returncode}:\n{log.read_text(errors='replace')}")
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up:\n{log.read_text(errors='replace')}")
 
 
 @dataclass
@@ -154,14 +148,22 @@ class Remote:
         broker_key = self.directory / "broker-request-key.pem"
         broker_key.write_text(self.cli("adapters", "broker-key"))
         key_file = self.directory / f"{authority_id}-push.pem"
-        port = free_port()
-        process = self.start(
-            "serve", "--authority", authority_id, "--database", self.authority_db, "--key", str(key_file),
-            "--broker-key", str(broker_key), "--port", str(port), "--allow-fault-injection",
-            name=f"{authority_id}-push",
-        )  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
-        wait_http(f"{base}/healthz", process, self.directory / f"{authority_id}-push.log")
+        name = f"{authority_id}-push"
+
+        def start(port: int) -> str:
+            process = self.start(
+                "serve", "--authority", authority_id, "--database", self.authority_db, "--key", str(key_file),
+                "--broker-key", str(broker_key), "--port", str(port), "--allow-fault-injection",
+                name=name,
+            )  # fmt: skip
+            base = f"http://127.0.0.1:{port}"
+            wait_until_serving(
+                process, port, lambda: httpx.get(f"{base}/healthz", timeout=1).status_code == 200,
+                lambda: (self.directory / f"{name}.log").read_text(errors="replace"), name, seconds=30,
+            )  # fmt: skip
+            return base
+
+        base = on_a_free_port(start)
         self.set_authority(
             authority_id,
             binding="http_push",

@@ -20,7 +20,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import REPO_DIR, free_port, stop_process
+from tests.conftest import REPO_DIR, on_a_free_port, stop_process, wait_until_serving
 
 DEPLOY = REPO_DIR / "deploy"
 PROMETHEUS_DIR = DEPLOY / "prometheus"
@@ -130,31 +130,31 @@ class Prometheus:
 
     @classmethod
     def start(cls, config: Path, directory: Path) -> Prometheus:
-        port = free_port()
         log_path = directory / "prometheus.log"
-        process = subprocess.Popen(
-            [
-                tool("prometheus"),
-                f"--config.file={config}",
-                f"--storage.tsdb.path={directory / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=log_path.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        prometheus = cls(f"http://127.0.0.1:{port}", process, log_path)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {process.returncode}:\n{prometheus.logs()}")
+
+        def start(port: int) -> Prometheus:
+            process = subprocess.Popen(
+                [
+                    tool("prometheus"),
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={directory / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                ],
+                stdout=log_path.open("wb"),
+                stderr=subprocess.STDOUT,
+            )
+            prometheus = cls(f"http://127.0.0.1:{port}", process, log_path)
             try:
-                if httpx.get(f"{prometheus.base_url}/-/ready", timeout=1).status_code == 200:
-                    return prometheus
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        stop_process(process)
-        raise RuntimeError(f"prometheus did not become ready:\n{prometheus.logs()}")
+                wait_until_serving(
+                    process, port, lambda: httpx.get(f"{prometheus.base_url}/-/ready", timeout=1).status_code == 200,
+                    prometheus.logs, "prometheus",
+                )  # fmt: skip
+            except BaseException:
+                stop_process(process)
+                raise
+            return prometheus
+
+        return on_a_free_port(start)
 
     def logs(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")

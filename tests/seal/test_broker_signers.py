@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, text
 from tests.conftest import LiveBroker, start_broker, stop_process
 from tests.exchange.test_api import post, validate_evidence
 from tests.faults import assert_storage_problem, seed_database, wait_for
-from tests.seal.processes import alive, children, signer_pids
+from tests.processes import alive, children, signer_pids
 from tests.specimen import GEBURT, MELDE, request_body
 
 

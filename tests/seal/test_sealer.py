@@ -20,7 +20,7 @@ from broker.seal.sealer import KeySealer, ProcessSealer, SignerUnavailable
 from broker.seal.xades import SealingError, verify_sealed_evidence_detailed
 from broker.xml.hardened import XmlLimits
 from tests.faults import wait_for
-from tests.seal.processes import alive, signer_pids
+from tests.processes import alive, signer_pids
 from tests.seal.test_xades import EVIDENCE, c14n, trusted
 
 LIMITS = XmlLimits(max_bytes=64 * 1024)
