@@ -34,7 +34,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import create_postgres_database, free_port, stop_process
+from tests.conftest import create_postgres_database, on_a_free_port, stop_process, wait_until_serving
 
 ERIKA_REQUEST = {
     "evidence_type": "urn:de:nachweis:meldebescheinigung",
@@ -46,21 +46,35 @@ ERIKA_REQUEST = {
 }
 
 
-def serve(app: str, port: int, workers: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
-    args += ["--workers", str(workers), "--no-access-log", "--log-level", "warning"]
-    if app.endswith("create_app"):
-        args.append("--factory")
-    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=1)
-            return process
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"{app} did not start")
+def serve(app: str, workers: int, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
+    """``app`` under uvicorn on a free port; returns the process and its port, once that process
+    itself listens there and answers (not another server that took the port first)."""
+
+    def start(port: int) -> tuple[subprocess.Popen[bytes], int]:
+        args = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
+        args += ["--workers", str(workers), "--no-access-log", "--log-level", "warning"]
+        if app.endswith("create_app"):
+            args.append("--factory")
+        # uvicorn's own warnings and errors only (a port taken among them); the requests are not
+        # logged. The server keeps writing to the file after this process has closed its copy.
+        with tempfile.TemporaryFile() as said:
+            process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=said)
+
+            def logs() -> str:
+                said.seek(0)
+                return said.read().decode(errors="replace")
+
+            try:
+                wait_until_serving(
+                    process, port, lambda: httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=1).is_success,
+                    logs, app,
+                )  # fmt: skip
+            except BaseException:
+                stop_process(process)
+                raise
+        return process, port
+
+    return on_a_free_port(start)
 
 
 async def load(url: str, seconds: float, concurrency: int, **request: object) -> tuple[int, int, list[float]]:
@@ -182,9 +196,10 @@ def _compare(
     args: argparse.Namespace, env: dict[str, str], token: str, processes: list[subprocess.Popen[bytes]]
 ) -> None:
     """hello, then the exchange, each under the same load; prints both and their ratio."""
-    hello_port, broker_port = free_port(), free_port()
-    processes.append(serve("bench.hello:app", hello_port, args.workers, env))
-    processes.append(serve("broker.app:create_app", broker_port, args.workers, env))
+    hello_process, hello_port = serve("bench.hello:app", args.workers, env)
+    processes.append(hello_process)
+    broker_process, broker_port = serve("broker.app:create_app", args.workers, env)
+    processes.append(broker_process)
     generator = "wrk" if shutil.which("wrk") else "httpx (install wrk for a fair baseline)"
     print(
         f"{args.seconds:.0f} s each, concurrency {args.concurrency}, {args.workers} worker(s), PostgreSQL, "

@@ -27,7 +27,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench.exchange import ERIKA_REQUEST, load, load_with_wrk, postgres_broker, serve
-from tests.conftest import free_port, stop_process
+from tests.conftest import stop_process
 
 # Frames whose share of the exchange's samples the summary prints: (label, a substring of the frame).
 WATCHED = (
@@ -78,8 +78,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
     with postgres_broker() as (env, token):
-        port = free_port()
-        broker = serve("broker.app:create_app", port, 1, env)
+        broker, port = serve("broker.app:create_app", 1, env)
         try:
             url = f"http://127.0.0.1:{port}/v1/evidence-requests"
             headers = {"Authorization": f"Bearer {token}"}

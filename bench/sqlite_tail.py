@@ -18,13 +18,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from bench.exchange import ERIKA_REQUEST, broker_env, load, seeded_requester, serve
-from tests.conftest import free_port, stop_process
+from tests.conftest import stop_process
 
 P99_BAR_MS = 250.0
 
@@ -77,8 +76,7 @@ def report(name: str, ok: int, failed: int, latencies: list[float], seconds: flo
 def run(app: str, seconds: float, concurrency: int, workers: int) -> tuple[int, int, list[float]]:
     with tempfile.TemporaryDirectory(prefix="bench-sqlite-") as directory:
         env, token = prepare(Path(directory))
-        port = free_port()
-        process: subprocess.Popen[bytes] = serve(app, port, workers, env)
+        process, port = serve(app, workers, env)
         try:
             url = f"http://127.0.0.1:{port}/v1/evidence-requests"
             headers = {"Authorization": f"Bearer {token}"}
