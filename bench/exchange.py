@@ -64,14 +64,7 @@ def serve(app: str, workers: int, env: dict[str, str]) -> tuple[subprocess.Popen
                 said.seek(0)
                 return said.read().decode(errors="replace")
 
-            try:
-                wait_until_serving(
-                    process, port, lambda: httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=1).is_success,
-                    logs, app,
-                )  # fmt: skip
-            except BaseException:
-                stop_process(process)
-                raise
+            wait_until_serving(process, port, "/openapi.json", logs, app)
         return process, port
 
     return on_a_free_port(start)

@@ -12,18 +12,18 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 import pytest
 from sqlalchemy import create_engine, make_url
-
-from tests.processes import listens
 
 if TYPE_CHECKING:
     from broker.db.session import Database
@@ -148,29 +148,46 @@ class PortTaken(RuntimeError):
 def wait_until_serving(
     process: subprocess.Popen[bytes],
     port: int,
-    ready: Callable[[], bool],
+    ready_path: str,
     logs: Callable[[], str],
     what: str,
     seconds: float = 60,
 ) -> None:
-    """Until ``process`` listens on ``port`` itself and ``ready()`` holds (an HTTP error counts as
-    not yet). Whoever else answers on the port does not count: another test's server that took the
-    port first would answer in its place (the other test worker picks its ports too). Raises
-    :class:`PortTaken` if the process exited for that reason, RuntimeError if it exited otherwise
+    """Until ``process`` answers ``GET ready_path`` with 200 on ``port`` and listens there itself:
+    whoever else answers on the port does not count (another test's server that took the port
+    first would answer in its place; the other test worker picks its ports too). Stops the process
+    and raises :class:`PortTaken` if it exited for that reason, RuntimeError if it exited otherwise
     or was not ready in time."""
+    from tests.processes import listens  # tests.processes imports this module's neighbours
+
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            said = logs()
-            kind = PortTaken if "address already in use" in said.lower() else RuntimeError
-            raise kind(f"{what} exited with {process.returncode}:\n{said}")
-        try:
-            if listens(process.pid, port) and ready():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} did not become ready in {seconds:g} s:\n{logs()}")
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                said = logs()
+                kind = PortTaken if "address already in use" in said.lower() else RuntimeError
+                raise kind(f"{what} exited with {process.returncode}:\n{said}")
+            with contextlib.suppress(httpx.HTTPError):
+                answer = httpx.get(f"http://127.0.0.1:{port}{ready_path}", timeout=1)
+                if answer.status_code == 200 and listens(process.pid, port):
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"{what} did not become ready in {seconds:g} s:\n{logs()}")
+    except BaseException:
+        stop_process(process)
+        raise
+
+
+@contextlib.contextmanager
+def http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A server of ``handler`` in a thread, on a loopback port of its own; yields its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 Served = TypeVar("Served")
@@ -283,15 +300,7 @@ def start_broker(
             stderr=subprocess.STDOUT,
         )
         broker = LiveBroker(f"http://127.0.0.1:{port}", database_url, keys_dir, log_path, env)
-        try:
-            wait_until_serving(
-                process, port, lambda: httpx.get(f"{broker.base_url}/readyz", timeout=1).status_code == 200,
-                broker.logs, "broker",
-            )  # fmt: skip
-        except BaseException:
-            process.kill()
-            process.wait()
-            raise
+        wait_until_serving(process, port, "/readyz", broker.logs, "broker")
         return process, broker
 
     return on_a_free_port(start, port)

@@ -4,8 +4,9 @@ started, whether one lives, which signers a broker runs, and who listens on a po
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
+
+from tests.faults import wait_for
 
 
 def children(parent: int) -> list[int]:
@@ -31,13 +32,15 @@ def signer_pids(parent: int) -> list[int]:
     new program has replaced the old, before the kernel has laid out its arguments (and
     environment). Under load that window is wide, so this waits until every child shows its own.
     """
-    deadline = time.monotonic() + 10
-    while True:
-        arguments = {pid: _arguments(pid) for pid in children(parent)}
-        if all(arguments.values()):
-            return [pid for pid, words in arguments.items() if b"broker.seal.signer" in words]
-        assert time.monotonic() < deadline, f"a child of {parent} did not finish starting its program in 10 s"
-        time.sleep(0.05)
+    arguments: dict[int, list[bytes]] = {}
+
+    def settled() -> bool:
+        arguments.clear()
+        arguments.update((pid, _arguments(pid)) for pid in children(parent))
+        return all(arguments.values())
+
+    wait_for(settled, 10, f"the children of {parent} to finish starting their programs")
+    return [pid for pid, words in arguments.items() if b"broker.seal.signer" in words]
 
 
 def _arguments(pid: int) -> list[bytes]:

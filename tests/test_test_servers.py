@@ -7,15 +7,15 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import PortTaken, free_port, on_a_free_port, start_broker
+from tests.conftest import PortTaken, free_port, http_server, on_a_free_port, start_broker
 from tests.faults import seed_database
 from tests.processes import listens
 
@@ -35,13 +35,10 @@ class _AlwaysReady(BaseHTTPRequestHandler):
 @pytest.fixture
 def squatter() -> Iterator[int]:
     """A port another server listens on; returns the port."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _AlwaysReady)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_server(_AlwaysReady) as url:
+        port = urlsplit(url).port
+        assert port is not None
+        yield port
 
 
 def test_listens_names_the_process_holding_the_port(squatter: int) -> None:

@@ -156,12 +156,9 @@ class Remote:
                 "--broker-key", str(broker_key), "--port", str(port), "--allow-fault-injection",
                 name=name,
             )  # fmt: skip
-            base = f"http://127.0.0.1:{port}"
-            wait_until_serving(
-                process, port, lambda: httpx.get(f"{base}/healthz", timeout=1).status_code == 200,
-                lambda: (self.directory / f"{name}.log").read_text(errors="replace"), name, seconds=30,
-            )  # fmt: skip
-            return base
+            log = self.directory / f"{name}.log"
+            wait_until_serving(process, port, "/healthz", lambda: log.read_text(errors="replace"), name, seconds=30)
+            return f"http://127.0.0.1:{port}"
 
         base = on_a_free_port(start)
         self.set_authority(

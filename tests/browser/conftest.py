@@ -69,7 +69,9 @@ ACR_LOW = "http://eidas.europa.eu/LoA/low"
 ACR_SUBSTANTIAL = "http://eidas.europa.eu/LoA/substantial"
 ACR_HIGH = "http://eidas.europa.eu/LoA/high"
 
-PROVIDER_START_TIMEOUT = 20.0
+# As long as a test broker gets: under the whole suite's load, loading oidc-provider and making
+# its RSA key once took more than 20 s.
+PROVIDER_START_TIMEOUT = 60.0
 SIGN_IN_TIMEOUT_MS = 20_000
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 AXE_REPORTED_IMPACTS = frozenset({"serious", "critical"})
@@ -125,8 +127,10 @@ class OidcProvider:
         return f"{self.issuer}/.well-known/openid-configuration"
 
     def output(self) -> str:
-        """What the provider wrote to stderr so far (warnings, errors of failed requests)."""
-        self._log.flush()
+        """What the provider wrote to stderr so far (warnings, errors of failed requests); also
+        once it is stopped (its log closed), which is when a failed start reports it."""
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def stop(self) -> None:

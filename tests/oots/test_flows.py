@@ -12,14 +12,13 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-import threading
 import time
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, ClassVar
 
 import httpx
@@ -31,7 +30,7 @@ from sqlalchemy import create_engine, select
 
 from broker.db.models import Exchange
 from tests.citizen.client import CitizenClient
-from tests.conftest import SHARED_DIR, LiveBroker, start_broker, stop_process
+from tests.conftest import SHARED_DIR, LiveBroker, http_server, start_broker, stop_process
 from tests.oots.support import (
     DK_AGENT,
     GEBURT,
@@ -206,13 +205,8 @@ class _Failing(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def failing_registry() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Failing)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_server(_Failing) as url:
+        yield url
 
 
 def test_tc03_base_registry_errors_and_timeouts_keep_their_codes(

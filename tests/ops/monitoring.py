@@ -144,14 +144,7 @@ class Prometheus:
                 stderr=subprocess.STDOUT,
             )
             prometheus = cls(f"http://127.0.0.1:{port}", process, log_path)
-            try:
-                wait_until_serving(
-                    process, port, lambda: httpx.get(f"{prometheus.base_url}/-/ready", timeout=1).status_code == 200,
-                    prometheus.logs, "prometheus",
-                )  # fmt: skip
-            except BaseException:
-                stop_process(process)
-                raise
+            wait_until_serving(process, port, "/-/ready", prometheus.logs, "prometheus")
             return prometheus
 
         return on_a_free_port(start)
