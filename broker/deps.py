@@ -25,7 +25,7 @@ from broker.clock import Clock
 from broker.consent.artefact import ConsentSigner
 from broker.db.session import Database
 from broker.egress import EgressPolicy
-from broker.exchange.dependencies import ExchangeDependencies
+from broker.exchange.dependencies import ExchangeDependencies, Sealer
 from broker.fifo import FifoSemaphore
 from broker.keys.store import KeyStore
 from broker.oots.gateway import EdmGateway
@@ -139,6 +139,10 @@ async def _exchanges(request: Request) -> ExchangeDependencies:
     return services(request).exchanges
 
 
+async def _sealer(request: Request) -> Sealer:
+    return services(request).exchanges.sealer
+
+
 async def _remote(request: Request) -> RemoteExchanges:
     return services(request).remote
 
@@ -182,6 +186,7 @@ Registry = Annotated[RegistryCache, Depends(_registry)]
 Evidence = Annotated[EvidenceSchemas, Depends(_evidence)]
 PreviewsDep = Annotated[Previews, Depends(_previews)]
 Exchanges = Annotated[ExchangeDependencies, Depends(_exchanges)]
+SealerDep = Annotated[Sealer, Depends(_sealer)]
 Remote = Annotated[RemoteExchanges, Depends(_remote)]
 Gateway = Annotated[EdmGateway, Depends(_gateway)]
 ExchangeRouteDep = Annotated[ExchangeRoute, Depends(_exchange_route)]

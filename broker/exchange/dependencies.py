@@ -55,6 +55,10 @@ class Sealer(Protocol):
         a copy and leaves that tree as it is, so the document is not parsed a second time)."""
         ...
 
+    def readiness(self) -> str:
+        """``ok`` when it can seal now, else what stands in the way (``/readyz``'s ``seal`` check)."""
+        ...
+
 
 class Pseudonyms(Protocol):
     def of(self, subject: Subject) -> str: ...

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from broker.deps import Catalogue, ClockDep, Db, Gauges, Integrator, Keys, MetricsReader, SettingsDep
+from broker.deps import Catalogue, ClockDep, Db, Gauges, Integrator, Keys, MetricsReader, SealerDep, SettingsDep
 from broker.ops import service
 from broker.problems import problem_responses
 
@@ -21,12 +21,18 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses=problem_responses(503))
 def readyz(
-    settings: SettingsDep, db: Db, keys: Keys, catalogue: Catalogue, integrator: Integrator, clock: ClockDep
+    settings: SettingsDep,
+    db: Db,
+    keys: Keys,
+    catalogue: Catalogue,
+    integrator: Integrator,
+    sealer: SealerDep,
+    clock: ClockDep,
 ) -> dict[str, Any]:
     """200 with every check ``ok``; else 503 (``storage.unavailable``, ``storage.full`` or
     ``not_ready``) whose ``checks`` name the state of each: database, revision, keys, catalogue,
-    integrator, disk."""
-    readiness = service.check(settings, db, keys, catalogue, integrator, clock.now())
+    integrator, disk, seal."""
+    readiness = service.check(settings, db, keys, catalogue, integrator, sealer, clock.now())
     if not readiness.ready:
         raise readiness.problem()
     return {"status": "ready", "checks": readiness.checks}

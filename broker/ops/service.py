@@ -3,7 +3,8 @@
 ``/readyz`` answers 200 only when every check passes, else a 503 problem that names each check's
 state, so an operator (or an orchestrator's log) sees *what* is wrong, not just that something is.
 Every check is cheap and bounded: one short read transaction, a few bytes written and deleted,
-keys and schemas already in memory.
+keys and schemas already in memory, and the seal's state (a probe seal, bounded by the seal's
+timeout, only when the latest seal failed or none was made yet).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from broker.audit import repository as audit_repository
 from broker.audit.integrator import BackgroundIntegrator
 from broker.db.migrate import current_revisions, head_revisions
 from broker.db.session import Database
+from broker.exchange.dependencies import Sealer
 from broker.keys.store import KeyStore
 from broker.problems import FULL_RETRY_SECONDS, UNAVAILABLE_RETRY_SECONDS, Problem, storage_problem
 from broker.settings import Settings
@@ -64,6 +66,7 @@ def check(
     keys: KeyStore,
     catalogue: SchemaCatalogue,
     integrator: BackgroundIntegrator,
+    sealer: Sealer,
     now: datetime,
 ) -> Readiness:
     checks = {"database": OK, "revision": "unknown", "keys": keys_state(keys), "catalogue": _catalogue(catalogue)}
@@ -85,6 +88,8 @@ def check(
             None if oldest_queued is None else (now - _aware(oldest_queued)).total_seconds(),
         )
     checks["disk"] = disk_state(_probe_directory(settings))
+    # Last: its probe (only after a failed seal, or before the first) may wait for a signer.
+    checks["seal"] = sealer.readiness()
     return Readiness(checks)
 
 

@@ -19,6 +19,7 @@ import queue
 import select
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -51,6 +52,17 @@ class KeySealer:
         private_key, certificate = self._keys.sealing_key()
         return seal_evidence(evidence, private_key, certificate)
 
+    def readiness(self) -> str:
+        # Nothing beside the key can fail here, and /readyz checks the key on its own.
+        return READY
+
+
+# A sealer's readiness (/readyz's "seal" check): it seals now.
+READY = "ok"
+# How long a successful seal vouches for the signers without a probe.
+TRUSTED_SECONDS = 2.0
+# What a readiness probe seals: a document of no one, never stored or answered.
+_PROBE = b'<readiness-probe xmlns="urn:x-once-only:readiness-probe"/>'
 
 # How much larger than the checked document the signer lets it be: a parsed document is sent
 # re-encoded as UTF-8 (a Latin-1 character takes two bytes, any character at most four), and the
@@ -175,7 +187,8 @@ class ProcessSealer:
     dies, answers nonsense or takes longer is killed, the call fails with
     :class:`SignerUnavailable`, and the next call starts that signer afresh. A document the signer
     refuses raises :class:`~broker.seal.xades.SealingError`, as :class:`KeySealer` does. After
-    :meth:`close`, every call fails with :class:`SignerUnavailable`.
+    :meth:`close`, every call fails with :class:`SignerUnavailable`. :meth:`readiness` tells
+    whether the signers seal, for /readyz.
     """
 
     def __init__(
@@ -186,6 +199,7 @@ class ProcessSealer:
         timeout_seconds: float,
         command: Sequence[str] = SIGNER_COMMAND,
         on_failure: Callable[[], None] = lambda: None,
+        trust_seconds: float = TRUSTED_SECONDS,
     ) -> None:
         if processes < 1:
             raise ValueError("a ProcessSealer needs at least one process")
@@ -200,6 +214,11 @@ class ProcessSealer:
         for signer in self._signers:
             self._idle.put(signer)
         self._closed = False
+        # The latest seal's outcome and when (monotonic), None before the first: readiness()
+        # trusts a recent success and proves anything else with a probe seal of its own.
+        self._latest: tuple[bool, float] | None = None
+        self._trust_seconds = trust_seconds
+        self._probing = threading.Lock()
 
     def start(self) -> None:
         """Start the processes now (each takes a moment to import) rather than at the first seal."""
@@ -228,23 +247,60 @@ class ProcessSealer:
         try:
             signer = self._idle.get(timeout=self._timeout)
         except queue.Empty:
-            self._on_failure()
+            self._failed()
             raise SignerUnavailable(f"no signer process was free within {self._timeout:g} s") from None
         try:
             if self._closed:
                 raise SignerUnavailable("the signer processes are stopping")
             # The seal's own time starts now: a wait for a free signer does not shorten it.
-            return signer.seal(evidence, private_key, certificate, time.monotonic() + self._timeout)
+            sealed = signer.seal(evidence, private_key, certificate, time.monotonic() + self._timeout)
         except SealingError:
             raise  # the document's fault; the signer answered and is in step
         except BaseException as error:
             # Whatever broke off the call may have left a frame half-written or unanswered.
             signer.kill()
             if isinstance(error, SignerUnavailable) and not self._closed:
-                self._on_failure()
+                self._failed()
             raise
         finally:
             self._idle.put(signer)
+        self._latest = (True, time.monotonic())
+        return sealed
+
+    def _failed(self) -> None:
+        self._latest = (False, time.monotonic())
+        self._on_failure()
+
+    def readiness(self) -> str:
+        """``ok`` if a seal succeeded within the last ``trust_seconds`` and none failed since.
+        Otherwise a probe document is sealed now, bounded as any seal: ``ok`` if that works, else
+        ``unavailable``; while another call's probe is under way, what the latest seal said
+        (``starting`` before the first); ``stopped`` after :meth:`close`.
+
+        Under load the exchanges' own seals answer, and no probe competes with them for a signer.
+        A failed seal alone does not make the process unready for good: a process taken out of
+        service gets no exchange that could prove the signers sealing again, so the probe does.
+        """
+        if self._closed:
+            return "stopped"
+        if self._trusted():
+            return READY
+        if not self._probing.acquire(blocking=False):
+            latest = self._latest
+            return "starting" if latest is None else READY if latest[0] else "unavailable"
+        try:
+            if self._trusted():  # an exchange's seal proved it meanwhile
+                return READY
+            self.seal(_PROBE)
+        except Exception:  # noqa: BLE001 - whatever stops the probe (the key too: /readyz's keys check names it)
+            return "stopped" if self._closed else "unavailable"
+        finally:
+            self._probing.release()
+        return READY
+
+    def _trusted(self) -> bool:
+        latest = self._latest
+        return latest is not None and latest[0] and time.monotonic() - latest[1] < self._trust_seconds
 
 
 class FakeSealer:
@@ -260,3 +316,6 @@ class FakeSealer:
             evidence = bytes(etree.tostring(evidence, xml_declaration=True, encoding="UTF-8"))
         self.sealed.append(evidence)
         return evidence + self.MARK
+
+    def readiness(self) -> str:
+        return READY

@@ -47,6 +47,7 @@ def test_postgresql_outage_gives_503_and_the_broker_recovers(
             "catalogue": "ok",
             "integrator": "ok",
             "disk": "ok",
+            "seal": "ok",
         }
         assert client.get("/v1/audit/checkpoint").status_code in (200, 404)
 
@@ -58,7 +59,7 @@ def test_postgresql_outage_gives_503_and_the_broker_recovers(
         checks = readiness["checks"]
         assert isinstance(checks, dict)
         assert checks["database"] == "unavailable" and checks["revision"] == "unknown"
-        assert checks["keys"] == checks["catalogue"] == checks["disk"] == "ok"
+        assert checks["keys"] == checks["catalogue"] == checks["disk"] == checks["seal"] == "ok"
         # Authentication needs the database too: still a 503, not a 500 or a 401.
         assert_storage_problem(
             client.get("/v1/admin/clients", headers={"Authorization": "Bearer not-a-real-token"}), "storage.unavailable"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
+from broker.seal.sealer import TRUSTED_SECONDS
 from tests.conftest import LiveBroker, start_broker, stop_process
 from tests.exchange.test_api import post, validate_evidence
 from tests.faults import assert_storage_problem, seed_database, wait_for
@@ -82,6 +84,31 @@ def test_a_hung_signer_costs_a_503_and_nothing_is_written(broker: tuple[subproce
     validate_evidence(evidence.content, live, "meldebescheinigung.xsd")
     logs = live.logs()
     assert "seal_unavailable" in logs and "unhandled_error" not in logs
+
+
+def test_readyz_names_a_signer_that_does_not_seal_and_recovers_by_itself(database_url: str, tmp_path: Path) -> None:
+    seed_database(database_url)
+    env = {"BROKER_SEAL_PROCESSES": "1", "BROKER_SEAL_TIMEOUT_SECONDS": "1"}
+    process, live = start_broker(database_url, tmp_path, env)
+    try:
+        requester = live.add_client("requester", MELDE)
+        assert post(live, requester, request_body()).status_code == 200
+        [pid] = signer_pids(process.pid)
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(TRUSTED_SECONDS)  # the last exchange's seal no longer vouches for the signer
+        with live.client() as client:
+            unready = client.get("/readyz")
+            assert unready.status_code == 503, unready.text
+            body = unready.json()
+            assert body["reason"] == "not_ready" and "seal unavailable" in body["detail"]
+            assert {name for name, state in body["checks"].items() if state != "ok"} == {"seal"}
+            assert not alive(pid)  # the probe's timeout killed the stopped signer
+            # Out of service, the process gets no exchange to prove it: the next probe does.
+            ready = client.get("/readyz")
+            assert ready.status_code == 200 and ready.json()["checks"]["seal"] == "ok"
+        assert post(live, requester, request_body()).status_code == 200
+    finally:
+        stop_process(process)
 
 
 def test_no_signer_outlives_a_killed_broker(broker: tuple[subprocess.Popen[bytes], LiveBroker]) -> None:

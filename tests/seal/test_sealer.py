@@ -290,6 +290,69 @@ def test_the_signers_end_when_the_broker_is_killed(store: KeyStore) -> None:
         process.wait()
 
 
+def test_readiness_proves_the_first_seal_with_a_probe(store: KeyStore) -> None:
+    failures: list[None] = []
+    sealer = ProcessSealer(store, 1, LIMITS, timeout_seconds=30, on_failure=lambda: failures.append(None))
+    try:
+        assert signer_pids(os.getpid()) == []  # not started yet
+        assert sealer.readiness() == "ok"
+        assert len(signer_pids(os.getpid())) == 1  # the probe started it and sealed
+        assert failures == []
+    finally:
+        sealer.close()
+    assert sealer.readiness() == "stopped"
+
+
+def test_readiness_trusts_a_recent_seal_and_probes_once_it_is_older(
+    store: KeyStore, hung: tuple[ProcessSealer, int]
+) -> None:
+    sealer, pid = hung  # sealed a moment ago, then its only signer was stopped
+    started = time.monotonic()
+    assert sealer.readiness() == "ok"  # no probe: the seal a moment ago vouches for it
+    assert time.monotonic() - started < 0.5 and alive(pid)
+    sealer._trust_seconds = 0  # as once TRUSTED_SECONDS have passed without a seal
+    assert sealer.readiness() == "unavailable"  # the probe met the stopped signer
+    assert not alive(pid)
+    assert sealer.readiness() == "ok"  # the next probe started it afresh: ready again by itself
+
+
+def test_readiness_after_a_failed_seal_probes_and_recovers(store: KeyStore, hung: tuple[ProcessSealer, int]) -> None:
+    sealer, pid = hung
+    with pytest.raises(SignerUnavailable):
+        sealer.seal(EVIDENCE)  # an exchange's seal fails: it is no longer trusted
+    assert not alive(pid)
+    assert sealer.readiness() == "ok"  # probed with a signer started afresh
+    assert signer_pids(os.getpid()) not in ([], [pid])
+
+
+def test_signers_that_cannot_start_keep_readiness_unavailable(store: KeyStore) -> None:
+    failures: list[None] = []
+    broken = (sys.executable, "-c", "import sys; sys.exit(3)")
+    sealer = ProcessSealer(store, 2, LIMITS, 5, command=broken, on_failure=lambda: failures.append(None))
+    try:
+        assert sealer.readiness() == "unavailable"
+        assert sealer.readiness() == "unavailable"  # probed again, not remembered
+        assert len(failures) == 2  # each failed probe is a signer failure (broker_signer_failures_total)
+    finally:
+        sealer.close()
+
+
+def test_a_readiness_call_does_not_wait_for_another_ones_probe(store: KeyStore) -> None:
+    silent = (sys.executable, "-c", "import time; time.sleep(60)")  # never answers
+    sealer = ProcessSealer(store, 1, LIMITS, timeout_seconds=2, command=silent)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            probing = pool.submit(sealer.readiness)
+            wait_for(sealer._probing.locked, 5, "the first call to probe")
+            started = time.monotonic()
+            assert sealer.readiness() == "starting"  # no seal yet, and not another probe
+            assert time.monotonic() - started < 0.5
+            assert probing.result() == "unavailable"
+        assert sealer.readiness() == "unavailable"
+    finally:
+        sealer.close()
+
+
 def test_at_least_one_process() -> None:
     with pytest.raises(ValueError, match="at least one process"):
         ProcessSealer(KeyStore("/nonexistent"), 0, LIMITS, timeout_seconds=1)
