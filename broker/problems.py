@@ -17,8 +17,6 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from broker.seal.sealer import SignerUnavailable
-
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 TYPE_BASE = "https://once-only.example/problems/"
 # A 422 lists at most this many field errors: enough to fix a request, and a hostile body with
@@ -100,17 +98,21 @@ def storage_problem(error: BaseException) -> Problem | None:
     return None
 
 
+class Unavailable(Exception):
+    """A part of the broker itself could not serve the request (a signer process died or hung):
+    the environment's failure, not the request's. Raised through the request's transaction, which
+    rolls back, and answered 503 with ``reason`` and ``Retry-After`` (:func:`unexpected_problem`);
+    the part recovers by itself for the next request."""
+
+    reason = "service.unavailable"
+    answer = "The broker could not carry out the request. Try again later."
+
+
 def unexpected_problem(error: BaseException) -> Problem:
-    """The answer to an exception no route handled: 503 for storage and signer failures, 500 otherwise."""
-    if isinstance(error, SignerUnavailable):
-        # As with storage: the request's transaction rolled back, nothing was acknowledged, and a
-        # failed signer process is started afresh for the next seal.
-        return Problem(
-            503,
-            "seal.unavailable",
-            "The broker could not seal the evidence; the request was not carried out. Try again later.",
-            retry_after=UNAVAILABLE_RETRY_SECONDS,
-        )
+    """The answer to an exception no route handled: 503 for storage failures and the broker's own
+    parts unavailable, 500 otherwise."""
+    if isinstance(error, Unavailable):
+        return Problem(503, error.reason, error.answer, retry_after=UNAVAILABLE_RETRY_SECONDS)
     return storage_problem(error) or Problem(
         500, "internal_error", "The broker could not process the request; it has been logged."
     )

@@ -18,6 +18,17 @@ from tests.conftest import REPO_DIR
 PACKAGES = ("broker", "adapters")
 # Only these build the container (the composition root); everything else gets what it needs.
 COMPOSERS = {"broker.app", "broker.cli"}
+# What every layer builds on: these import no module of the project, so no layer below can reach
+# one above through them.
+FOUNDATIONS = {
+    "broker.problems",
+    "broker.clock",
+    "broker.logging",
+    "broker.settings",
+    "broker.schemas_common",
+    "broker.fifo",
+    "broker.audit.merkle",
+}
 
 
 def modules(root: Path) -> dict[str, Path]:
@@ -99,6 +110,8 @@ def violations(root: Path) -> list[str]:
                 found.append(f"{module} imports the route module {target}: only broker.app mounts routes")
             if target == "broker.bootstrap" and module not in COMPOSERS and not module.endswith(".commands"):
                 found.append(f"{module} imports the composition root: only the app, the CLI and tests build it")
+            if module in FOUNDATIONS:
+                found.append(f"{module} imports {target}: a foundation module imports nothing of the project")
     return found
 
 
@@ -151,6 +164,8 @@ def _plant(root: Path, relative: str, code: str) -> None:
         ("adapters/protocol.py", "from broker.problems import Problem", "adapters/ must not depend on the broker"),
         ("broker/tasks/routes.py", "from broker.exchange.routes import router", "imports the route module"),
         ("broker/exchange/service.py", "from broker import bootstrap", "imports the composition root"),
+        # the problems every layer raises once knew the signer's exception
+        ("broker/problems.py", "from broker.seal.sealer import SignerUnavailable", "a foundation module imports"),
     ],
 )
 def test_the_check_catches_what_it_forbids(copy_of_the_code: Path, relative: str, code: str, complaint: str) -> None:

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
 from broker.keys.store import KeyStore, SealingPrivateKey
+from broker.problems import Unavailable
 from broker.seal import signer as protocol
 from broker.seal.xades import SealingError, seal_evidence
 from broker.xml.hardened import XmlLimits
@@ -37,9 +38,14 @@ from broker.xml.hardened import XmlLimits
 _IMPORT_ROOT = str(Path(__file__).resolve().parents[2])
 
 
-class SignerUnavailable(Exception):
+class SignerUnavailable(Unavailable):
     """No signer process could seal: it died, could not start, or did not answer in time. The
-    environment's failure, not the document's (broker.problems answers 503 seal.unavailable)."""
+    environment's failure, not the document's."""
+
+    reason = "seal.unavailable"
+    # As with storage: the request's transaction rolled back, nothing was acknowledged, and a
+    # failed signer process is started afresh for the next seal.
+    answer = "The broker could not seal the evidence; the request was not carried out. Try again later."
 
 
 class KeySealer:

@@ -12,6 +12,7 @@ from sqlalchemy.exc import OperationalError
 
 from broker.ops.service import STUCK_MIN_SECONDS, Readiness, disk_state, integrator_state
 from broker.problems import storage_problem, unexpected_problem
+from broker.seal.sealer import SignerUnavailable
 
 
 def wrapped(error: Exception) -> OperationalError:
@@ -61,6 +62,13 @@ def test_other_errors_stay_internal_errors() -> None:
     ):
         assert storage_problem(error) is None
         assert (unexpected_problem(error).status, unexpected_problem(error).reason) == (500, "internal_error")
+
+
+def test_a_signer_that_failed_is_seal_unavailable() -> None:
+    problem = unexpected_problem(SignerUnavailable("the signer process did not answer in time"))
+    assert (problem.status, problem.reason) == (503, "seal.unavailable")
+    assert problem.extensions["retry_after"] > 0
+    assert "did not answer" not in problem.detail  # the cause stays in the log, the answer is the same
 
 
 def test_the_integrator_is_stuck_only_with_old_entries_and_no_progress() -> None:
