@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx
@@ -14,7 +13,7 @@ import pytest
 
 from broker.callbacks import signing as callback_signing
 from tests.adapters.conftest import Remote
-from tests.conftest import free_port
+from tests.conftest import free_port, http_server
 from tests.specimen import MELDE, request_body
 
 AUTHORITY = "melderegister-13004"
@@ -132,25 +131,22 @@ class _Receiver(BaseHTTPRequestHandler):
 
 def test_signed_callback_when_an_asynchronous_exchange_ends(remote: Remote, push: str, fault: Any) -> None:
     _Receiver.received.clear()  # the class outlives one backend's run
-    server = HTTPServer(("127.0.0.1", 0), _Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     # Callbacks go only to a registered origin: a requester of its own for this receiver.
-    origin = f"http://127.0.0.1:{server.server_address[1]}"
-    name = f"portal-{uuid.uuid4().hex[:8]}"
-    added = remote.cli("clients", "add", name, "--role", "requester", "--allow", MELDE, "--callback-origin", origin)
-    token = added.strip().splitlines()[-1]
-    remote.set_authority(AUTHORITY, timeout_seconds=6)
-    try:
-        fault("slow", delay=3)
-        with remote.broker.client(token) as client:
-            answer = client.post("/v1/evidence-requests", json=request_body(MELDE, callback_url=f"{origin}/hook"))
-        assert answer.status_code == 202, answer.text
-        deadline = time.monotonic() + 20
-        while not _Receiver.received and time.monotonic() < deadline:
-            time.sleep(0.1)
-    finally:
-        remote.set_authority(AUTHORITY, timeout_seconds=1.5)
-        server.shutdown()
+    with http_server(_Receiver) as origin:
+        name = f"portal-{uuid.uuid4().hex[:8]}"
+        added = remote.cli("clients", "add", name, "--role", "requester", "--allow", MELDE, "--callback-origin", origin)
+        token = added.strip().splitlines()[-1]
+        remote.set_authority(AUTHORITY, timeout_seconds=6)
+        try:
+            fault("slow", delay=3)
+            with remote.broker.client(token) as client:
+                answer = client.post("/v1/evidence-requests", json=request_body(MELDE, callback_url=f"{origin}/hook"))
+            assert answer.status_code == 202, answer.text
+            deadline = time.monotonic() + 20
+            while not _Receiver.received and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            remote.set_authority(AUTHORITY, timeout_seconds=1.5)
     headers, body = _Receiver.received[0]
     secret = remote.cli("clients", "callback-secret", name).strip()
     assert callback_signing.verify(secret, body, headers)

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, ClassVar
 
 import httpx
@@ -21,7 +20,7 @@ from sqlalchemy import create_engine, select
 
 from broker.db.models import Exchange, LogEntry, Preview
 from tests.citizen.client import CitizenClient, csrf_of
-from tests.conftest import SHARED_DIR, LiveBroker, start_broker, stop_process
+from tests.conftest import SHARED_DIR, LiveBroker, http_server, start_broker, stop_process
 from tests.oots.support import (
     DK_AGENT,
     GEBURT,
@@ -377,14 +376,11 @@ class _CallbackSink(BaseHTTPRequestHandler):
 
 
 def test_the_requester_is_called_back_when_the_citizen_decides(live_broker: LiveBroker, preview_type: str) -> None:
-    server = HTTPServer(("127.0.0.1", 0), _CallbackSink)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    origin = f"http://127.0.0.1:{server.server_address[1]}"
     # Callbacks go only to a registered origin: a requester of its own for this receiver.
-    requester = live_broker.add_client(
-        "requester", GEBURT, MELDE, preview_type, agent=DK_AGENT, callback_origins=[origin]
-    )
-    try:
+    with http_server(_CallbackSink) as origin:
+        requester = live_broker.add_client(
+            "requester", GEBURT, MELDE, preview_type, agent=DK_AGENT, callback_origins=[origin]
+        )
         body = request_body(preview=True, callback_url=f"{origin}/hook")
         with live_broker.client(requester) as client:
             exchange = client.post("/v1/evidence-requests", json=body).json()
@@ -392,8 +388,6 @@ def test_the_requester_is_called_back_when_the_citizen_decides(live_broker: Live
         deadline = time.monotonic() + 20
         while not any(exchange["id"].encode() in b for b in _CallbackSink.received) and time.monotonic() < deadline:
             time.sleep(0.1)
-    finally:
-        server.shutdown()
     documents = [json.loads(b) for b in _CallbackSink.received]
     ended = [d for d in documents if d["exchange"]["id"] == exchange["id"]]
     assert [d["exchange"]["state"] for d in ended] == ["delivered"]
