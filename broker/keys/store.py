@@ -62,12 +62,11 @@ from broker.keys.files import (
 )
 from broker.keys.jwk import UnsupportedKeyError, b64url, certificate_key_id, jws_alg, key_id, public_jwk
 from broker.logging import get_logger
+from broker.seal.xades import SealingPrivateKey
 
 DEFAULT_ORIGIN = "broker.example/once-only"
 DEFAULT_CERTIFICATE_SUBJECT = "Once-Only Broker (development)"
 CERTIFICATE_VALIDITY = datetime.timedelta(days=730)
-
-SealingPrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 log = get_logger(__name__)
 

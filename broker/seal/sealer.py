@@ -28,10 +28,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
-from broker.keys.store import KeyStore, SealingPrivateKey
+from broker.keys.store import KeyStore
 from broker.problems import Unavailable
 from broker.seal import signer as protocol
-from broker.seal.xades import SealingError, seal_evidence
+from broker.seal.xades import SealingError, SealingPrivateKey, seal_evidence
 from broker.xml.hardened import XmlLimits
 
 # The broker's checkout or installation: where a signer process imports ``broker`` from.

@@ -28,8 +28,7 @@ from typing import IO
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from broker.keys.store import SealingPrivateKey
-from broker.seal.xades import SealingError, seal_evidence
+from broker.seal.xades import SealingError, SealingPrivateKey, seal_evidence
 from broker.xml.hardened import XmlIntakeError, XmlLimits, parse_xml
 
 LENGTH = struct.Struct(">I")

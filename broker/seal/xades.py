@@ -49,6 +49,10 @@ _DATA_OBJECT_FORMAT = XAdESDataObjectFormat(
 _VERIFY_CONFIG = XAdESSignatureConfiguration(location="./", expect_references=3)
 
 
+# The keys the seal signs with: ECDSA (the broker's own) or RSA (an imported one).
+SealingPrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+
 class SealingError(Exception):
     """The evidence cannot be sealed."""
 
@@ -75,7 +79,7 @@ def _parse_xml(data: bytes) -> etree._Element:
         raise ValueError(f"{exc.reason}: {exc.detail}") from exc
 
 
-def _signature_method(private_key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> SignatureMethod:
+def _signature_method(private_key: SealingPrivateKey) -> SignatureMethod:
     if isinstance(private_key, rsa.RSAPrivateKey):
         return SignatureMethod.RSA_SHA256
     by_curve = {"secp256r1": SignatureMethod.ECDSA_SHA256, "secp384r1": SignatureMethod.ECDSA_SHA384}
@@ -87,7 +91,7 @@ def _signature_method(private_key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKe
 
 def seal_evidence(
     evidence: bytes | etree._Element,
-    private_key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey,
+    private_key: SealingPrivateKey,
     certificate: x509.Certificate,
 ) -> bytes:
     """Return the evidence document with the broker's enveloped XAdES-B-B signature appended."""
