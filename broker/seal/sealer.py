@@ -65,7 +65,7 @@ class KeySealer:
 
 # A sealer's readiness (/readyz's "seal" check): it seals now.
 READY = "ok"
-# How long a successful seal vouches for the signers without a probe.
+# How long the latest seal's outcome (an exchange's or a probe's) stands for the signers' readiness.
 TRUSTED_SECONDS = 2.0
 # What a readiness probe seals: a document of no one, never stored or answered.
 _PROBE = b'<readiness-probe xmlns="urn:x-once-only:readiness-probe"/>'
@@ -221,7 +221,7 @@ class ProcessSealer:
             self._idle.put(signer)
         self._closed = False
         # The latest seal's outcome and when (monotonic), None before the first: readiness()
-        # trusts a recent success and proves anything else with a probe seal of its own.
+        # believes a recent one and proves anything older with a probe seal of its own.
         self._latest: tuple[bool, float] | None = None
         self._trust_seconds = trust_seconds
         self._probing = threading.Lock()
@@ -278,25 +278,28 @@ class ProcessSealer:
         self._on_failure()
 
     def readiness(self) -> str:
-        """``ok`` if a seal succeeded within the last ``trust_seconds`` and none failed since.
-        Otherwise a probe document is sealed now, bounded as any seal: ``ok`` if that works, else
-        ``unavailable``; while another call's probe is under way, what the latest seal said
-        (``starting`` before the first); ``stopped`` after :meth:`close`.
+        """What the latest seal said, while it is younger than ``trust_seconds``: ``ok`` if it
+        succeeded, ``unavailable`` if it failed. Otherwise a probe document is sealed now, bounded as
+        any seal: ``ok`` if that works, else ``unavailable``; while another call's probe is under
+        way, what the latest seal said (``starting`` before the first); ``stopped`` after
+        :meth:`close`.
 
-        Under load the exchanges' own seals answer, and no probe competes with them for a signer.
-        A failed seal alone does not make the process unready for good: a process taken out of
-        service gets no exchange that could prove the signers sealing again, so the probe does.
+        Under load the exchanges' own seals answer, and no probe competes with them for a signer;
+        however often /readyz is asked, at most one probe runs per ``trust_seconds`` (a probe that
+        meets a broken signer starts a new process). A failed seal does not make the process
+        unready for good: a process taken out of service gets no exchange that could prove the
+        signers sealing again, so the probe does.
         """
         if self._closed:
             return "stopped"
-        if self._trusted():
-            return READY
+        if (state := self._recent()) is not None:
+            return state
         if not self._probing.acquire(blocking=False):
             latest = self._latest
             return "starting" if latest is None else READY if latest[0] else "unavailable"
         try:
-            if self._trusted():  # an exchange's seal proved it meanwhile
-                return READY
+            if (state := self._recent()) is not None:  # an exchange's seal or a probe answered meanwhile
+                return state
             self.seal(_PROBE)
         except Exception:  # noqa: BLE001 - whatever stops the probe (the key too: /readyz's keys check names it)
             return "stopped" if self._closed else "unavailable"
@@ -304,9 +307,12 @@ class ProcessSealer:
             self._probing.release()
         return READY
 
-    def _trusted(self) -> bool:
+    def _recent(self) -> str | None:
+        """The latest seal's outcome as a readiness state, if it is younger than ``trust_seconds``."""
         latest = self._latest
-        return latest is not None and latest[0] and time.monotonic() - latest[1] < self._trust_seconds
+        if latest is None or time.monotonic() - latest[1] >= self._trust_seconds:
+            return None
+        return READY if latest[0] else "unavailable"
 
 
 class FakeSealer:

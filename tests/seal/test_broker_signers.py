@@ -103,9 +103,9 @@ def test_readyz_names_a_signer_that_does_not_seal_and_recovers_by_itself(databas
             assert body["reason"] == "not_ready" and "seal unavailable" in body["detail"]
             assert {name for name, state in body["checks"].items() if state != "ok"} == {"seal"}
             assert not alive(pid)  # the probe's timeout killed the stopped signer
-            # Out of service, the process gets no exchange to prove it: the next probe does.
-            ready = client.get("/readyz")
-            assert ready.status_code == 200 and ready.json()["checks"]["seal"] == "ok"
+            # Out of service, the process gets no exchange to prove it: a later probe does.
+            wait_for(lambda: client.get("/readyz").status_code == 200, 10, "a probe to find the signer sealing")
+            assert client.get("/readyz").json()["checks"]["seal"] == "ok"
         assert post(live, requester, request_body()).status_code == 200
     finally:
         stop_process(process)

@@ -316,23 +316,33 @@ def test_readiness_trusts_a_recent_seal_and_probes_once_it_is_older(
     assert sealer.readiness() == "ok"  # the next probe started it afresh: ready again by itself
 
 
-def test_readiness_after_a_failed_seal_probes_and_recovers(store: KeyStore, hung: tuple[ProcessSealer, int]) -> None:
+def test_readiness_after_a_failed_seal_says_so_then_probes_and_recovers(
+    store: KeyStore, hung: tuple[ProcessSealer, int]
+) -> None:
     sealer, pid = hung
     with pytest.raises(SignerUnavailable):
-        sealer.seal(EVIDENCE)  # an exchange's seal fails: it is no longer trusted
+        sealer.seal(EVIDENCE)  # an exchange's seal fails
     assert not alive(pid)
+    assert sealer.readiness() == "unavailable"  # believed for a moment, no probe
+    assert signer_pids(os.getpid()) == []  # none started again yet
+    sealer._trust_seconds = 0  # as once TRUSTED_SECONDS have passed
     assert sealer.readiness() == "ok"  # probed with a signer started afresh
     assert signer_pids(os.getpid()) not in ([], [pid])
 
 
-def test_signers_that_cannot_start_keep_readiness_unavailable(store: KeyStore) -> None:
+def test_signers_that_cannot_start_keep_readiness_unavailable_and_probes_spaced(store: KeyStore) -> None:
     failures: list[None] = []
     broken = (sys.executable, "-c", "import sys; sys.exit(3)")
     sealer = ProcessSealer(store, 2, LIMITS, 5, command=broken, on_failure=lambda: failures.append(None))
     try:
         assert sealer.readiness() == "unavailable"
-        assert sealer.readiness() == "unavailable"  # probed again, not remembered
-        assert len(failures) == 2  # each failed probe is a signer failure (broker_signer_failures_total)
+        assert len(failures) == 1  # a failed probe is a signer failure (broker_signer_failures_total)
+        for _ in range(20):  # asked again and again: the failure stands, no probe starts a process
+            assert sealer.readiness() == "unavailable"
+        assert len(failures) == 1
+        sealer._trust_seconds = 0  # as once TRUSTED_SECONDS have passed
+        assert sealer.readiness() == "unavailable"  # probed again, not remembered for good
+        assert len(failures) == 2
     finally:
         sealer.close()
 
