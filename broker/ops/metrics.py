@@ -75,7 +75,7 @@ AUTHORITY_CALLS = Counter(
 SIGNER_FAILURES = Counter(
     "broker_signer_failures_total",
     "Seals that failed because a signer process died, hung, answered nonsense or could not start "
-    "(each answered 503 seal.unavailable; the signer is started afresh)",
+    "(each answered 503 seal.unavailable, or /readyz seal unavailable for its probe; the signer is started afresh)",
 )
 AUTHORITY_CALL_SECONDS = Histogram(
     "broker_authority_call_duration_seconds",

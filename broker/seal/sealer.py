@@ -29,10 +29,13 @@ from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
 from broker.keys.store import KeyStore
+from broker.logging import get_logger
 from broker.problems import Unavailable
 from broker.seal import signer as protocol
 from broker.seal.xades import SealingError, SealingPrivateKey, seal_evidence
 from broker.xml.hardened import XmlLimits
+
+log = get_logger(__name__)
 
 # The broker's checkout or installation: where a signer process imports ``broker`` from.
 _IMPORT_ROOT = str(Path(__file__).resolve().parents[2])
@@ -67,6 +70,8 @@ class KeySealer:
 READY = "ok"
 # How long the latest seal's outcome (an exchange's or a probe's) stands for the signers' readiness.
 TRUSTED_SECONDS = 2.0
+# How long a readiness call waits for another's probe: a sealing signer answers one in milliseconds.
+PROBE_WAIT_SECONDS = 1.0
 # What a readiness probe seals: a document of no one, never stored or answered.
 _PROBE = b'<readiness-probe xmlns="urn:x-once-only:readiness-probe"/>'
 
@@ -253,6 +258,8 @@ class ProcessSealer:
         try:
             signer = self._idle.get(timeout=self._timeout)
         except queue.Empty:
+            if self._closed:  # close() took the signers meanwhile: not a signer's failure
+                raise SignerUnavailable("the signer processes are stopping") from None
             self._failed()
             raise SignerUnavailable(f"no signer process was free within {self._timeout:g} s") from None
         try:
@@ -280,32 +287,36 @@ class ProcessSealer:
     def readiness(self) -> str:
         """What the latest seal said, while it is younger than ``trust_seconds``: ``ok`` if it
         succeeded, ``unavailable`` if it failed. Otherwise a probe document is sealed now, bounded as
-        any seal: ``ok`` if that works, else ``unavailable``; while another call's probe is under
-        way, what the latest seal said (``starting`` before the first); ``stopped`` after
-        :meth:`close`.
+        any seal: ``ok`` if that works, else ``unavailable``. A call that finds another's probe under
+        way waits for it up to ``PROBE_WAIT_SECONDS`` and answers its outcome; a probe that takes
+        longer means the signers do not seal now: ``unavailable`` (``starting`` before the first
+        seal). ``stopped`` after :meth:`close`.
 
         Under load the exchanges' own seals answer, and no probe competes with them for a signer;
-        however often /readyz is asked, at most one probe runs per ``trust_seconds`` (a probe that
-        meets a broken signer starts a new process). A failed seal does not make the process
-        unready for good: a process taken out of service gets no exchange that could prove the
-        signers sealing again, so the probe does.
+        however often /readyz is asked, at most one probe runs per ``trust_seconds``, whatever it
+        met (a probe that meets a broken signer starts a new process). A failed seal does not make
+        the process unready for good: a process taken out of service gets no exchange that could
+        prove the signers sealing again, so the probe does.
         """
         if self._closed:
             return "stopped"
         if (state := self._recent()) is not None:
             return state
-        if not self._probing.acquire(blocking=False):
-            latest = self._latest
-            return "starting" if latest is None else READY if latest[0] else "unavailable"
+        if not self._probing.acquire(timeout=PROBE_WAIT_SECONDS):
+            return "starting" if self._latest is None else "unavailable"
         try:
-            if (state := self._recent()) is not None:  # an exchange's seal or a probe answered meanwhile
+            if (state := self._recent()) is not None:  # the probe it waited for, or an exchange's seal
                 return state
             self.seal(_PROBE)
-        except Exception:  # noqa: BLE001 - whatever stops the probe (the key too: /readyz's keys check names it)
+        except Exception as error:  # noqa: BLE001 - whatever stops the probe (the key too: /readyz's keys check names it)
+            # Recorded whatever it was (a refusal, the key store's error), so that the next probe
+            # waits its turn too.
+            self._latest = (False, time.monotonic())
+            log.warning("seal_probe_failed", error_type=type(error).__name__)
             return "stopped" if self._closed else "unavailable"
         finally:
             self._probing.release()
-        return READY
+        return "stopped" if self._closed else READY
 
     def _recent(self) -> str | None:
         """The latest seal's outcome as a readiness state, if it is younger than ``trust_seconds``."""

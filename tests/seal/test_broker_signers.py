@@ -88,7 +88,9 @@ def test_a_hung_signer_costs_a_503_and_nothing_is_written(broker: tuple[subproce
 
 def test_readyz_names_a_signer_that_does_not_seal_and_recovers_by_itself(database_url: str, tmp_path: Path) -> None:
     seed_database(database_url)
-    env = {"BROKER_SEAL_PROCESSES": "1", "BROKER_SEAL_TIMEOUT_SECONDS": "1"}
+    # The probe that meets the stopped signer waits this long; the one after it starts a signer
+    # afresh within it, also on a loaded machine.
+    env = {"BROKER_SEAL_PROCESSES": "1", "BROKER_SEAL_TIMEOUT_SECONDS": "3"}
     process, live = start_broker(database_url, tmp_path, env)
     try:
         requester = live.add_client("requester", MELDE)

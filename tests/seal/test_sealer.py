@@ -254,6 +254,20 @@ def test_a_caller_waits_no_longer_than_the_timeout_for_a_free_signer(store: KeyS
         sealer.close()
 
 
+def test_a_caller_still_waiting_when_the_broker_stops_is_no_signer_failure(store: KeyStore) -> None:
+    failures: list[None] = []
+    sealer = ProcessSealer(store, 1, LIMITS, timeout_seconds=1, on_failure=lambda: failures.append(None))
+    busy = sealer._idle.get()  # the only signer held, as by a call under way
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(sealer.seal, EVIDENCE)
+        time.sleep(0.2)
+        sealer.close()  # gives up on the held signer after its timeout
+        with pytest.raises(SignerUnavailable, match="stopping"):
+            waiting.result()
+    assert failures == []  # stopping is not a signer that failed (broker_signer_failures_total)
+    busy.stop()
+
+
 def test_close_ends_the_signers(store: KeyStore) -> None:
     sealer = ProcessSealer(store, 2, LIMITS, timeout_seconds=30)
     sealer.start()
@@ -347,18 +361,68 @@ def test_signers_that_cannot_start_keep_readiness_unavailable_and_probes_spaced(
         sealer.close()
 
 
-def test_a_readiness_call_does_not_wait_for_another_ones_probe(store: KeyStore) -> None:
+def test_a_call_during_a_slow_first_probe_waits_a_moment_and_says_starting(store: KeyStore) -> None:
     silent = (sys.executable, "-c", "import time; time.sleep(60)")  # never answers
-    sealer = ProcessSealer(store, 1, LIMITS, timeout_seconds=2, command=silent)
+    sealer = ProcessSealer(store, 1, LIMITS, timeout_seconds=4, command=silent)
     try:
         with ThreadPoolExecutor(1) as pool:
             probing = pool.submit(sealer.readiness)
             wait_for(sealer._probing.locked, 5, "the first call to probe")
             started = time.monotonic()
-            assert sealer.readiness() == "starting"  # no seal yet, and not another probe
-            assert time.monotonic() - started < 0.5
+            assert sealer.readiness() == "starting"  # no seal yet; it did not probe a second time
+            assert 0.9 < time.monotonic() - started < 3  # waited PROBE_WAIT_SECONDS, not the probe
             assert probing.result() == "unavailable"
         assert sealer.readiness() == "unavailable"
+    finally:
+        sealer.close()
+
+
+def test_a_call_during_a_stuck_probe_is_not_told_an_old_success(store: KeyStore) -> None:
+    sealer = ProcessSealer(store, 1, LIMITS, timeout_seconds=4, trust_seconds=0)
+    try:
+        signed_by(store, sealer.seal(EVIDENCE))
+        [pid] = signer_pids(os.getpid())
+        os.kill(pid, signal.SIGSTOP)
+        with ThreadPoolExecutor(1) as pool:
+            probing = pool.submit(sealer.readiness)
+            wait_for(sealer._probing.locked, 5, "the first call to probe")
+            started = time.monotonic()
+            assert sealer.readiness() == "unavailable"  # not the seal before the signer stopped
+            assert 0.9 < time.monotonic() - started < 3
+            assert probing.result() == "unavailable"
+    finally:
+        sealer.close()
+
+
+def test_a_call_during_a_quick_probe_gets_its_outcome(store: KeyStore) -> None:
+    sealer = ProcessSealer(store, 1, LIMITS, timeout_seconds=30)
+    try:
+        sealer.start()
+        with ThreadPoolExecutor(4) as pool:
+            states = list(pool.map(lambda _: sealer.readiness(), range(4)))
+        assert states == ["ok"] * 4  # one probed, the others waited for it
+    finally:
+        sealer.close()
+
+
+def test_a_probe_the_signer_refuses_is_not_repeated_at_once(store: KeyStore) -> None:
+    # Documents over 40 bytes are refused by this signer (a SealingError, not a signer failure).
+    sealer = ProcessSealer(store, 1, XmlLimits(max_bytes=10), timeout_seconds=30)
+    probes: list[bytes] = []
+    seal = sealer.seal
+
+    def counted(evidence: bytes) -> bytes:
+        probes.append(evidence)
+        return seal(evidence)
+
+    sealer.seal = counted  # type: ignore[method-assign]
+    try:
+        for _ in range(20):
+            assert sealer.readiness() == "unavailable"
+        assert len(probes) == 1
+        sealer._trust_seconds = 0
+        assert sealer.readiness() == "unavailable"
+        assert len(probes) == 2
     finally:
         sealer.close()
 
