@@ -3,8 +3,8 @@
 ``/readyz`` answers 200 only when every check passes, else a 503 problem that names each check's
 state, so an operator (or an orchestrator's log) sees *what* is wrong, not just that something is.
 Every check is cheap and bounded: one short read transaction, a few bytes written and deleted,
-keys and schemas already in memory, and the seal's state (a probe seal, bounded by the seal's
-timeout, only when the latest seal failed or none was made yet).
+keys and schemas already in memory, and the seal's state (the latest seal's outcome while it is
+recent, else one probe seal bounded by the seal's timeout: ``Sealer.readiness``).
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def check(
             None if oldest_queued is None else (now - _aware(oldest_queued)).total_seconds(),
         )
     checks["disk"] = disk_state(_probe_directory(settings))
-    # Last: its probe (only after a failed seal, or before the first) may wait for a signer.
+    # Last: a probe (when no seal answered in the last seconds) may wait for a signer.
     checks["seal"] = sealer.readiness()
     return Readiness(checks)
 

@@ -258,14 +258,16 @@ def test_a_caller_still_waiting_when_the_broker_stops_is_no_signer_failure(store
     failures: list[None] = []
     sealer = ProcessSealer(store, 1, LIMITS, timeout_seconds=1, on_failure=lambda: failures.append(None))
     busy = sealer._idle.get()  # the only signer held, as by a call under way
-    with ThreadPoolExecutor(1) as pool:
-        waiting = pool.submit(sealer.seal, EVIDENCE)
-        time.sleep(0.2)
-        sealer.close()  # gives up on the held signer after its timeout
-        with pytest.raises(SignerUnavailable, match="stopping"):
-            waiting.result()
-    assert failures == []  # stopping is not a signer that failed (broker_signer_failures_total)
-    busy.stop()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(sealer.seal, EVIDENCE)
+            time.sleep(0.2)
+            sealer.close()  # gives up on the held signer after its timeout
+            with pytest.raises(SignerUnavailable, match="stopping"):
+                waiting.result()
+        assert failures == []  # stopping is not a signer that failed (broker_signer_failures_total)
+    finally:
+        busy.stop()
 
 
 def test_close_ends_the_signers(store: KeyStore) -> None:
